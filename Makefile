@@ -1,0 +1,29 @@
+# Two commands on a fresh machine:  `make demo`  (main job, embedded data)  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.labelreg-installed
+
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: install demo test test-fast clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/install.sh
+	VENV=$(VENV) bash scripts/install.sh
+	touch $(STAMP)
+
+demo: install
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+# Full suite, slow end-to-end tests included (this is what CI runs).
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Without the slow end-to-end tests.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

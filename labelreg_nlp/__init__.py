@@ -1,0 +1,36 @@
+"""labelreg_nlp: label-regularization losses for token logits with padding.
+
+The core (this package's top level) needs torch only; the fairseq, Hugging Face and vision
+adapters import their frameworks lazily.
+"""
+
+from .functional import (
+    LossParts,
+    check_alpha,
+    label_smoothing_loss,
+    label_smoothing_parts,
+    maxsup_loss,
+    maxsup_parts,
+    smoothing_coefficient,
+    soft_target_parts,
+)
+from .logit_stats import LogitStats, logit_stats
+from .schedules import ConstantSchedule, LinearSchedule, make_schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConstantSchedule",
+    "LinearSchedule",
+    "LogitStats",
+    "LossParts",
+    "check_alpha",
+    "label_smoothing_loss",
+    "label_smoothing_parts",
+    "logit_stats",
+    "make_schedule",
+    "maxsup_loss",
+    "maxsup_parts",
+    "smoothing_coefficient",
+    "soft_target_parts",
+]

@@ -1,0 +1,90 @@
+"""Per-row logit statistics with a memory-light, float32 backward.
+
+Every loss in this package is a linear combination, per row, of four statistics of the logits
+``z`` (one row per token or sample, K classes):
+
+    lse   = log sum_k exp(z_k)         d lse / dz   = softmax(z)
+    z_y   = z[target]                  d z_y / dz   = onehot(target)
+    z_bar = (1/K) sum_k z_k            d z_bar / dz = 1/K
+    z_max = max_k z_k                  d z_max / dz = onehot(argmax z)   (first arg-max on ties)
+
+e.g. ``nll = lse - z_y`` and the MaxSup penalty ``z_max - z_bar``
+(``shared/papers/000_8081c041bc3a65ca.txt``, Appendix D). Computing them in one autograd
+function lets the forward walk the logits in row chunks cast to float32 and keep only the input
+and O(N) values for the backward, instead of a float32 [N, K] log-softmax per loss term.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+# Rows per chunk are chosen so one float32 chunk holds about this many elements (16 MiB).
+CHUNK_ELEMENTS = 1 << 22
+
+
+class LogitStats(NamedTuple):
+    lse: Tensor  # [N], float32 (float64 for float64 logits)
+    z_target: Tensor  # [N]
+    z_mean: Tensor  # [N]
+    z_max: Tensor  # [N]
+    argmax: Tensor  # [N] int64, not differentiable
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half/bfloat16/float32 logits, float64 for float64 ones."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _row_slices(n_rows: int, n_classes: int) -> list[slice]:
+    step = max(1, CHUNK_ELEMENTS // max(1, n_classes))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
+
+
+class _LogitStatsFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor):  # type: ignore[override]
+        n, k = logits.shape
+        dtype = compute_dtype(logits.dtype)
+        lse, z_t, z_mean, z_max = (torch.empty(n, dtype=dtype, device=logits.device) for _ in range(4))
+        argmax = torch.empty(n, dtype=torch.long, device=logits.device)
+        for sl in _row_slices(n, k):
+            z = logits[sl].to(dtype)
+            lse[sl] = torch.logsumexp(z, dim=-1)
+            z_t[sl] = z.gather(-1, target[sl, None]).squeeze(-1)
+            z_mean[sl] = z.mean(dim=-1)
+            z_max[sl], argmax[sl] = z.max(dim=-1)
+        ctx.save_for_backward(logits, target, lse, argmax)
+        ctx.mark_non_differentiable(argmax)
+        return lse, z_t, z_mean, z_max, argmax
+
+    @staticmethod
+    def backward(ctx, g_lse, g_target, g_mean, g_max, _g_argmax):  # type: ignore[override]
+        logits, target, lse, argmax = ctx.saved_tensors
+        n, k = logits.shape
+        dtype = lse.dtype
+        zeros = torch.zeros(n, dtype=dtype, device=logits.device)
+        g_lse, g_target, g_mean, g_max = (
+            zeros if g is None else g.to(dtype) for g in (g_lse, g_target, g_mean, g_max)
+        )
+        grad = torch.empty_like(logits)
+        for sl in _row_slices(n, k):
+            z = logits[sl].to(dtype)
+            g = torch.exp(z - lse[sl, None]).mul_(g_lse[sl, None])
+            g.add_((g_mean[sl] / k)[:, None])
+            g.scatter_add_(-1, target[sl, None], g_target[sl, None])
+            g.scatter_add_(-1, argmax[sl, None], g_max[sl, None])
+            # Rows whose every upstream gradient is zero (ignored positions) get an exact zero,
+            # even when their logits are inf/NaN.
+            live = (g_lse[sl] != 0) | (g_target[sl] != 0) | (g_mean[sl] != 0) | (g_max[sl] != 0)
+            grad[sl] = torch.where(live[:, None], g, torch.zeros((), device=g.device))
+        return grad, None
+
+
+def logit_stats(logits: Tensor, target: Tensor) -> LogitStats:
+    """Statistics of ``logits`` [N, K] for ``target`` [N] (int64, already inside [0, K))."""
+    if logits.dim() != 2:
+        raise ValueError(f"logit_stats expects logits [N, K], got shape {tuple(logits.shape)}")
+    return LogitStats(*_LogitStatsFn.apply(logits, target))

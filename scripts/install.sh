@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create .venv and install labelreg-nlp with every extra. Idempotent: re-running is cheap.
+#   VENV=path  use another virtual environment (default .venv)
+#   TORCH_SPEC pin for torch (default from constraints.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+export PIP_CONSTRAINT="$PWD/constraints.txt"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[install] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip "$@"; }
+
+torch_pin=$(grep -E '^torch==' constraints.txt)
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "[install] $torch_pin"
+  pip install -q "$torch_pin"
+fi
+echo "[install] labelreg-nlp[all] (editable)"
+# (the grep hides pip's notes about an optional local index this machine may lack)
+pip install -q -e ".[all]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+"$VENV/bin/python" -c "import labelreg_nlp, fairseq, transformers, sacrebleu" \
+  || { echo "[install] import check failed" >&2; exit 1; }
+# fairseq pulls a CUDA torchaudio that breaks transformers' model imports on a CPU torch.
+if "$VENV/bin/python" -m pip show -q torchaudio >/dev/null 2>&1; then
+  echo "[install] removing torchaudio pulled in by fairseq"
+  pip uninstall -y -q torchaudio
+fi
+"$VENV/bin/python" - <<'PY'
+import torch, fairseq, transformers
+print(f"[install] ok: torch {torch.__version__}, fairseq {fairseq.__version__}, transformers {transformers.__version__}")
+PY
