@@ -14,7 +14,6 @@ from .functional import (
     smoothing_coefficient,
     soft_target_parts,
 )
-from .logit_stats import LogitStats, logit_stats
 from .schedules import ConstantSchedule, LinearSchedule, make_schedule
 
 __version__ = "0.1.0"
@@ -22,12 +21,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ConstantSchedule",
     "LinearSchedule",
-    "LogitStats",
     "LossParts",
     "check_alpha",
     "label_smoothing_loss",
     "label_smoothing_parts",
-    "logit_stats",
     "make_schedule",
     "maxsup_loss",
     "maxsup_parts",
