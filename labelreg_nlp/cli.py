@@ -24,7 +24,8 @@ def user_dir() -> str:
 
 def fairseq_argv(command: str, args: list[str]) -> list[str]:
     """The command line to run: ``command`` with ``--user-dir`` added unless the user gave one."""
-    exe = shutil.which(command) or str(Path(sys.executable).parent / command)
+    sibling = Path(sys.executable).parent / command  # the fairseq installed beside this package
+    exe = str(sibling) if sibling.exists() else shutil.which(command) or command
     has_user_dir = any(a == "--user-dir" or a.startswith("--user-dir=") for a in args)
     return [exe, *args] if has_user_dir else [exe, "--user-dir", user_dir(), *args]
 

@@ -7,8 +7,8 @@ this adapter only slices fairseq batches, picks ``sample_size`` and logs like fa
 ``label_smoothed_cross_entropy`` (loss and nll_loss in base 2, ppl, accuracy).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: fairseq reads the config dataclasses'
+# field types at runtime to build its command-line options.
 import math
 import os
 from dataclasses import dataclass, field
