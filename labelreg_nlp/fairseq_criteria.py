@@ -27,6 +27,7 @@ from fairseq.logging import metrics  # noqa: E402
 from omegaconf import II  # noqa: E402
 
 from .functional import LossParts, check_alpha, label_smoothing_parts, maxsup_parts  # noqa: E402
+from .online_label_smoothing import OnlineLabelSmoothing  # noqa: E402
 from .schedules import AlphaSchedule, make_schedule  # noqa: E402
 
 LN2 = math.log(2.0)
@@ -57,7 +58,7 @@ class TokenCriterion(FairseqCriterion):
     def compute_parts(self, logits: torch.Tensor, target: torch.Tensor, keep_per_position: bool) -> LossParts:
         raise NotImplementedError
 
-    def extra_logging(self, parts: LossParts, sample_size: int) -> dict[str, Any]:
+    def extra_logging(self, parts: LossParts, sample_size: int, target: torch.Tensor) -> dict[str, Any]:
         return {}
 
     # -- fairseq plumbing -----------------------------------------------------------------------
@@ -90,7 +91,7 @@ class TokenCriterion(FairseqCriterion):
             "ntokens": sample["ntokens"],
             "nsentences": sample["target"].size(0),
             "sample_size": sample_size,
-            **self.extra_logging(parts, sample_size),
+            **self.extra_logging(parts, sample_size, target),
         }
         if self.report_accuracy:
             logging_output["n_correct"] = utils.item(parts.ncorrect.data)
@@ -249,7 +250,7 @@ class MaxSupCrossEntropyCriterion(TokenCriterion):
             logits, target, self.alpha, ignore_index=self.padding_idx, keep_per_position=keep_per_position
         )
 
-    def extra_logging(self, parts, sample_size):
+    def extra_logging(self, parts, sample_size, target):
         # Weighted by sample_size so that summed logging outputs still average correctly.
         return {"maxsup": parts.penalty.data, "maxsup_alpha": self.alpha * sample_size}
 
@@ -260,3 +261,81 @@ class MaxSupCrossEntropyCriterion(TokenCriterion):
         # Base 2 and per token like nll_loss, so loss ~= nll_loss + alpha * maxsup in the logs.
         metrics.log_scalar("maxsup", penalty / max(ntokens, 1) / LN2, ntokens, round=3)
         metrics.log_scalar("alpha", alpha / max(sample_size, 1), sample_size, round=4)
+
+
+OLS_INITS = ChoiceEnum(["uniform", "ls", "zeros"])
+
+
+@dataclass
+class OLSCrossEntropyConfig(TokenCriterionConfig):
+    ols_hard_weight: float = field(default=0.5, metadata={"help": "weight of CE against the hard label (paper: alpha = 0.5)"})
+    ols_soft_weight: float = field(default=0.5, metadata={"help": "weight of CE against the online soft label (paper: 1 - alpha)"})
+    ols_period_updates: int = field(
+        default=0, metadata={"help": "end an OLS period every N updates; 0 = at every epoch boundary"})
+    ols_init: OLS_INITS = field(
+        default="uniform", metadata={"help": "soft labels of the first period: uniform (paper), ls, zeros (official code)"})
+    ols_init_alpha: float = field(default=0.1, metadata={"help": "smoothing weight for --ols-init ls"})
+    ols_topk: int = field(
+        default=0, metadata={"help": "sparse soft labels keeping the top-k classes per row; "
+                             "0 = dense up to 2048 classes, else k = 64"})
+    ols_dense: bool = field(default=False, metadata={"help": "force dense K x K soft labels"})
+
+
+@register_criterion("ols_cross_entropy", dataclass=OLSCrossEntropyConfig)
+class OLSCrossEntropyCriterion(TokenCriterion):
+    """Online Label Smoothing over target tokens: ``w_hard CE(onehot) + w_soft CE(S[y])``."""
+
+    def __init__(self, task, sentence_avg, ols_hard_weight=0.5, ols_soft_weight=0.5, ols_period_updates=0,
+                 ols_init="uniform", ols_init_alpha=0.1, ols_topk=0, ols_dense=False,
+                 ignore_prefix_size=0, report_accuracy=False):
+        super().__init__(task, sentence_avg, ignore_prefix_size, report_accuracy)
+        if ols_period_updates < 0:
+            raise ValueError(f"--ols-period-updates must be >= 0, got {ols_period_updates}")
+        self.ols = OnlineLabelSmoothing(
+            len(task.target_dictionary), hard_weight=ols_hard_weight, soft_weight=ols_soft_weight,
+            init=str(ols_init), init_alpha=ols_init_alpha, topk=ols_topk or None, dense=ols_dense)
+        self.period_updates = int(ols_period_updates)
+        # fairseq saves a criterion's state_dict in checkpoints only if it has a parameter; this
+        # empty one (added to the loss times zero, so DDP and the optimizer see it used) makes
+        # the OLS buffers survive --restore-file.
+        self.checkpoint_anchor = torch.nn.Parameter(torch.zeros(0))
+        # epoch whose accumulation is pending, last update that ended a period: saved with the state
+        self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
+        self.register_buffer("last_period_update", torch.zeros((), dtype=torch.long))
+        follow_training_progress(task, self.on_epoch, self.on_update)
+
+    def on_epoch(self, epoch: int) -> None:
+        if self.period_updates == 0 and 0 < int(self.current_epoch) < epoch:
+            self.ols.step_period()
+        self.current_epoch.fill_(epoch)
+
+    def on_update(self, num_updates: int) -> None:
+        if (self.period_updates and num_updates > 0 and num_updates % self.period_updates == 0
+                and num_updates != int(self.last_period_update)):
+            self.ols.step_period()
+            self.last_period_update.fill_(num_updates)
+
+    def compute_parts(self, logits, target, keep_per_position):
+        return self.ols.parts(logits, target, ignore_index=self.padding_idx, keep_per_position=keep_per_position)
+
+    def forward(self, model, sample, reduce: bool = True):
+        loss, sample_size, logging_output = super().forward(model, sample, reduce)
+        return loss + 0.0 * self.checkpoint_anchor.sum(), sample_size, logging_output
+
+    def extra_logging(self, parts, sample_size, target):
+        with torch.no_grad():
+            tokens = target[target != self.padding_idx]
+            mass = self.ols.target_mass(tokens).sum()
+        return {"ols_soft": parts.penalty.data, "ols_target_mass": mass,
+                "ols_periods": int(self.ols.periods) * sample_size}
+
+    @classmethod
+    def reduce_extra_metrics(cls, logging_outputs, sample_size, ntokens) -> None:
+        soft = sum(log.get("ols_soft", 0) for log in logging_outputs)
+        mass = sum(log.get("ols_target_mass", 0) for log in logging_outputs)
+        periods = sum(log.get("ols_periods", 0) for log in logging_outputs)
+        # CE against the soft labels, base 2 per token like nll_loss; falls as the model agrees with S
+        metrics.log_scalar("ols_soft", soft / max(ntokens, 1) / LN2, ntokens, round=3)
+        # mean S[y][y] over target tokens: 1/V before the first period, then what the model learned
+        metrics.log_scalar("ols_target_mass", mass / max(ntokens, 1), ntokens, round=4)
+        metrics.log_scalar("ols_periods", periods / max(sample_size, 1), sample_size, round=1)

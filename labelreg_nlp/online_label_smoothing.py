@@ -137,6 +137,14 @@ class OnlineLabelSmoothing(nn.Module):
         out.scatter_(1, self.soft_idx.long(), self.soft_val)
         return out
 
+    def target_mass(self, target: Tensor) -> Tensor:
+        """``S[y][y]`` for each target in ``target`` [N] (valid classes only)."""
+        if self.dense:
+            return self.soft[target, target]
+        hit = self.soft_idx[target].long() == target[:, None]
+        u = self.soft_tail[target] / max(1, self.num_classes - self.topk)
+        return torch.where(hit.any(-1), (self.soft_val[target] * hit).sum(-1), u)
+
     # ------------------------------------------------------------------ loss
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
               keep_per_position: bool = False) -> LossParts:

@@ -144,3 +144,49 @@ def test_maxsup_parts_is_what_the_criterion_uses():
     logits = model(**sample["net_input"])[0]
     parts = maxsup_parts(logits, sample["target"], 0.3, ignore_index=task.target_dictionary.pad())
     assert_same(loss, parts.loss, "loss")
+
+
+def test_ols_criterion_loss_periods_logging_and_state():
+    from labelreg_nlp.fairseq_criteria import OLSCrossEntropyCriterion
+    from labelreg_nlp.online_label_smoothing import OnlineLabelSmoothing
+
+    task, model, sample = build(seed=11)
+    crit = OLSCrossEntropyCriterion(task, False, ols_topk=8, report_accuracy=True)
+    ref = OnlineLabelSmoothing(len(task.target_dictionary), topk=8)
+    pad = task.target_dictionary.pad()
+    task.begin_epoch(1, model)
+    crit.train()
+    loss, _, log, _ = run(crit, model, sample)
+    logits = model(**sample["net_input"])[0]
+    assert_same(loss, ref.train()(logits, sample["target"], ignore_index=pad, reduction="sum"), "ols loss")
+    assert torch.equal(crit.ols.count, ref.count)
+    m = reduced(OLSCrossEntropyCriterion, [log])
+    assert m["ols_target_mass"] == pytest.approx(1 / len(task.target_dictionary), abs=1e-4)
+    assert m["ols_periods"] == 0 and {"ols_soft", "accuracy", "ppl"} <= set(m)
+    crit.eval()
+    run(crit, model, sample)  # evaluation never changes the state
+    assert torch.equal(crit.ols.count, ref.count)
+    task.begin_epoch(2, model)  # epoch boundary ends the period
+    ref.step_period()
+    assert int(crit.ols.periods) == 1 and torch.equal(crit.ols.soft_labels(), ref.soft_labels())
+    task.begin_epoch(2, model)  # a repeated call (resume) does not end another period
+    assert int(crit.ols.periods) == 1
+    state = crit.state_dict()
+    assert {"ols.soft_val", "ols.acc_val", "current_epoch", "checkpoint_anchor"} <= set(state)
+    assert len(list(crit.parameters())) == 1  # fairseq checkpoints criteria that have a parameter
+
+
+def test_ols_criterion_update_periods_and_errors():
+    from labelreg_nlp.fairseq_criteria import OLSCrossEntropyCriterion
+
+    task, model, sample = build(seed=12)
+    crit = OLSCrossEntropyCriterion(task, False, ols_period_updates=2, ols_dense=True)
+    for update in (0, 1, 2, 2, 3, 4):
+        crit.on_update(update)
+    assert int(crit.ols.periods) == 2
+    with pytest.raises(ValueError, match="--ols-period-updates must be >= 0, got -1"):
+        OLSCrossEntropyCriterion(task, False, ols_period_updates=-1)
+    with pytest.raises(ValueError, match="soft_weight must be a finite number >= 0, got -0.5"):
+        OLSCrossEntropyCriterion(task, False, ols_soft_weight=-0.5)
+    with pytest.raises(ValueError, match=r"topk must be in \[1, num_classes=40\], got 41"):
+        OLSCrossEntropyCriterion(task, False, ols_topk=41)
