@@ -1,12 +1,13 @@
 """Per-row logit statistics with a memory-light, float32 backward.
 
-Every loss in this package is a linear combination, per row, of four statistics of the logits
+Every loss in this package is a linear combination, per row, of these statistics of the logits
 ``z`` (one row per token or sample, K classes):
 
     lse   = log sum_k exp(z_k)         d lse / dz   = softmax(z)
     z_y   = z[target]                  d z_y / dz   = onehot(target)
     z_bar = (1/K) sum_k z_k            d z_bar / dz = 1/K
     z_max = max_k z_k                  d z_max / dz = onehot(argmax z)   (first arg-max on ties)
+    z_extra = z[extra_index]           (optional, e.g. the classes of a sparse soft label)
 
 e.g. ``nll = lse - z_y`` and the MaxSup penalty ``z_max - z_bar``
 (``shared/papers/000_8081c041bc3a65ca.txt``, Appendix D). Computing them in one autograd
@@ -31,6 +32,7 @@ class LogitStats(NamedTuple):
     z_mean: Tensor  # [N]
     z_max: Tensor  # [N]
     argmax: Tensor  # [N] int64, not differentiable
+    z_extra: Tensor  # [N, M] logits at the extra indices (M = 0 when none were asked for)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -45,7 +47,7 @@ def _row_slices(n_rows: int, n_classes: int) -> list[slice]:
 
 class _LogitStatsFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor):  # type: ignore[override]
+    def forward(ctx, logits: Tensor, target: Tensor, extra_index: Tensor):  # type: ignore[override]
         n, k = logits.shape
         dtype = compute_dtype(logits.dtype)
         lse, z_t, z_mean, z_max = (torch.empty(n, dtype=dtype, device=logits.device) for _ in range(4))
@@ -56,13 +58,14 @@ class _LogitStatsFn(torch.autograd.Function):
             z_t[sl] = z.gather(-1, target[sl, None]).squeeze(-1)
             z_mean[sl] = z.mean(dim=-1)
             z_max[sl], argmax[sl] = z.max(dim=-1)
-        ctx.save_for_backward(logits, target, lse, argmax)
+        z_extra = logits.gather(1, extra_index).to(dtype)
+        ctx.save_for_backward(logits, target, lse, argmax, extra_index)
         ctx.mark_non_differentiable(argmax)
-        return lse, z_t, z_mean, z_max, argmax
+        return lse, z_t, z_mean, z_max, argmax, z_extra
 
     @staticmethod
-    def backward(ctx, g_lse, g_target, g_mean, g_max, _g_argmax):  # type: ignore[override]
-        logits, target, lse, argmax = ctx.saved_tensors
+    def backward(ctx, g_lse, g_target, g_mean, g_max, _g_argmax, g_extra):  # type: ignore[override]
+        logits, target, lse, argmax, extra_index = ctx.saved_tensors
         n, k = logits.shape
         dtype = lse.dtype
         zeros = torch.zeros(n, dtype=dtype, device=logits.device)
@@ -76,15 +79,25 @@ class _LogitStatsFn(torch.autograd.Function):
             g.add_((g_mean[sl] / k)[:, None])
             g.scatter_add_(-1, target[sl, None], g_target[sl, None])
             g.scatter_add_(-1, argmax[sl, None], g_max[sl, None])
+            if g_extra is not None and extra_index.size(1):
+                g.scatter_add_(-1, extra_index[sl], g_extra[sl].to(dtype))
             # Rows whose every upstream gradient is zero (ignored positions) get an exact zero,
             # even when their logits are inf/NaN.
             live = (g_lse[sl] != 0) | (g_target[sl] != 0) | (g_mean[sl] != 0) | (g_max[sl] != 0)
+            if g_extra is not None and extra_index.size(1):
+                live |= (g_extra[sl] != 0).any(-1)
             grad[sl] = torch.where(live[:, None], g, torch.zeros((), device=g.device))
-        return grad, None
+        return grad, None, None
 
 
-def logit_stats(logits: Tensor, target: Tensor) -> LogitStats:
-    """Statistics of ``logits`` [N, K] for ``target`` [N] (int64, already inside [0, K))."""
+def logit_stats(logits: Tensor, target: Tensor, extra_index: Tensor | None = None) -> LogitStats:
+    """Statistics of ``logits`` [N, K] for ``target`` [N] (int64, already inside [0, K)).
+
+    ``extra_index`` [N, M] (int64): also return ``logits.gather(1, extra_index)`` as ``z_extra``,
+    its gradient folded into the same chunked backward (no second [N, K] gradient).
+    """
     if logits.dim() != 2:
         raise ValueError(f"logit_stats expects logits [N, K], got shape {tuple(logits.shape)}")
-    return LogitStats(*_LogitStatsFn.apply(logits, target))
+    if extra_index is None:
+        extra_index = torch.zeros(logits.size(0), 0, dtype=torch.long, device=logits.device)
+    return LogitStats(*_LogitStatsFn.apply(logits, target, extra_index))

@@ -14,8 +14,9 @@ Two representations of ``S``:
 * dense: a K x K float32 matrix (exact; 4 K^2 bytes, fine for images, 0.4 GiB at K = 10k);
 * sparse (large vocabularies): each row keeps its top-k classes and spreads the rest of its mass
   uniformly over the other K - k classes. The accumulator keeps 2k slots per row; each correct
-  position contributes its top-2k probabilities and the remainder goes to the row's tail mass,
-  so rows still sum to their counts. With k = K nothing is dropped and it equals dense.
+  position contributes its top-k probabilities and the remainder goes to the row's tail mass
+  (as do entries pushed out of a full row), so rows still sum to their counts. With k = K
+  nothing is dropped and it equals dense.
 
 With ``S[y] = sum_j v_j e_{c_j} + u (1 - sum_j e_{c_j})`` (u = tail / (K - k)) the soft CE is
 ``m lse - sum_j (v_j - u) z_{c_j} - u K mean(z)`` with ``m = sum_k S[y]_k``, so the loss needs
@@ -153,7 +154,8 @@ class OnlineLabelSmoothing(nn.Module):
         flat_logits, flat_target, mask = _flatten(logits, target, ignore_index)
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
-        stats = logit_stats(flat_logits, flat_target)
+        soft_index = None if self.dense else self.soft_idx[flat_target].long()
+        stats = logit_stats(flat_logits, flat_target, soft_index)
         zero = torch.zeros((), device=flat_logits.device)
         nll = torch.where(mask, stats.lse - stats.z_target, zero)
         soft_ce = torch.where(mask, self._soft_ce(flat_logits, flat_target, stats), zero)
@@ -180,11 +182,10 @@ class OnlineLabelSmoothing(nn.Module):
             rows = self.soft.to(dtype)[target]  # [N, K]
             return rows.sum(-1) * stats.lse - (rows * logits.to(dtype)).sum(-1)
         k, kk = self.num_classes, self.topk
-        idx = self.soft_idx[target].long()
         val = self.soft_val[target].to(dtype)
         u = (self.soft_tail[target] / max(1, k - kk)).to(dtype)
         mass = val.sum(-1) + u * (k - kk)
-        z_top = logits.gather(1, idx).to(dtype)
+        z_top = stats.z_extra  # logits at soft_idx[target], gathered inside the fused function
         return mass * stats.lse - ((val - u[:, None]) * z_top).sum(-1) - u * k * stats.z_mean
 
     # ------------------------------------------------------------------ accumulation
@@ -198,13 +199,15 @@ class OnlineLabelSmoothing(nn.Module):
         self.count.index_add_(0, target[rows], torch.ones(rows.numel(), device=self.count.device))
         for sl in _row_slices(rows.numel(), k):
             r = rows[sl]
-            z = logits[r].float()
-            p = torch.exp(z - (lse[r].float()[:, None] if lse is not None else torch.logsumexp(z, -1, keepdim=True)))
+            z = logits[r]
             y = target[r]
+            row_lse = lse[r].float() if lse is not None else torch.logsumexp(z.float(), -1)
             if self.dense:
-                self.acc.index_add_(0, y, p)
+                self.acc.index_add_(0, y, torch.exp(z.float() - row_lse[:, None]))
             else:
-                val, idx = p.topk(self.acc_val.size(1), dim=-1)
+                # top-k of the logits is top-k of the softmax: exponentiate only those entries
+                z_top, idx = z.topk(self.topk, dim=-1)
+                val = torch.exp(z_top.float() - row_lse[:, None])
                 self.acc_tail.index_add_(0, y, (1.0 - val.sum(-1)).clamp(min=0))
                 self._merge(y, idx, val)
 
@@ -218,23 +221,27 @@ class OnlineLabelSmoothing(nn.Module):
             (rows[:, None] * k + idx).reshape(-1),
         ])
         vals = torch.cat([self.acc_val[touched].reshape(-1), val.reshape(-1).float()])
-        uniq, inverse = torch.unique(keys, return_inverse=True)
+        uniq, inverse = torch.unique(keys, return_inverse=True)  # sorted: grouped by row
         summed = torch.zeros(uniq.numel(), device=vals.device).index_add_(0, inverse, vals)
-        row_of = uniq // k
-        # order by row, then by value descending; rank within the row
-        order = torch.argsort(summed, descending=True, stable=True)
-        order = order[torch.argsort(row_of[order], stable=True)]
-        row_sorted, val_sorted, col_sorted = row_of[order], summed[order], (uniq % k)[order]
-        first = torch.searchsorted(row_sorted, row_sorted, right=False)
-        rank = torch.arange(row_sorted.numel(), device=row_sorted.device) - first
+        row_of, col_of = uniq // k, uniq % k
+        position = torch.arange(uniq.numel(), device=uniq.device)
+        rank = position - torch.searchsorted(row_of, row_of)
+        per_row = torch.bincount(row_of, minlength=k)
+        over = per_row[row_of] > slots
+        if bool(over.any()):
+            # rows with more entries than slots: rank them by value, largest first
+            sub = over.nonzero().squeeze(-1)
+            order = torch.argsort(summed[sub], descending=True, stable=True)
+            order = sub[order[torch.argsort(row_of[sub][order], stable=True)]]
+            r = row_of[order]
+            rank[order] = torch.arange(order.numel(), device=r.device) - torch.searchsorted(r, r)
+            dropped = rank >= slots
+            self.acc_tail.index_add_(0, row_of[dropped], summed[dropped])
         keep = rank < slots
-        dropped = ~keep
-        if bool(dropped.any()):
-            self.acc_tail.index_add_(0, row_sorted[dropped], val_sorted[dropped])
         self.acc_idx[touched] = 0
         self.acc_val[touched] = 0.0
-        self.acc_idx[row_sorted[keep], rank[keep]] = col_sorted[keep].to(self.acc_idx.dtype)
-        self.acc_val[row_sorted[keep], rank[keep]] = val_sorted[keep]
+        self.acc_idx[row_of[keep], rank[keep]] = col_of[keep].to(self.acc_idx.dtype)
+        self.acc_val[row_of[keep], rank[keep]] = summed[keep]
 
     # ------------------------------------------------------------------ periods
     @torch.no_grad()
