@@ -33,6 +33,8 @@ class LogitStats(NamedTuple):
     z_max: Tensor  # [N]
     argmax: Tensor  # [N] int64, not differentiable
     z_extra: Tensor  # [N, M] logits at the extra indices (M = 0 when none were asked for)
+    top_logit: Tensor  # [N, T] top-T logits of rows whose arg-max is the target (T = 0 unless asked)
+    top_index: Tensor  # [N, T] their classes; rows not predicted correctly hold zeros
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,24 +49,31 @@ def _row_slices(n_rows: int, n_classes: int) -> list[slice]:
 
 class _LogitStatsFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, extra_index: Tensor):  # type: ignore[override]
+    def forward(ctx, logits: Tensor, target: Tensor, extra_index: Tensor, top: int):  # type: ignore[override]
         n, k = logits.shape
         dtype = compute_dtype(logits.dtype)
         lse, z_t, z_mean, z_max = (torch.empty(n, dtype=dtype, device=logits.device) for _ in range(4))
         argmax = torch.empty(n, dtype=torch.long, device=logits.device)
+        top_logit = torch.zeros(n, top, dtype=dtype, device=logits.device)
+        top_index = torch.zeros(n, top, dtype=torch.long, device=logits.device)
         for sl in _row_slices(n, k):
             z = logits[sl].to(dtype)
             lse[sl] = torch.logsumexp(z, dim=-1)
             z_t[sl] = z.gather(-1, target[sl, None]).squeeze(-1)
             z_mean[sl] = z.mean(dim=-1)
             z_max[sl], argmax[sl] = z.max(dim=-1)
+            if top:  # while the chunk is in cache: top-T of the correctly predicted rows
+                hit = (argmax[sl] == target[sl]).nonzero().squeeze(-1)
+                if hit.numel():
+                    vals, idx = z[hit].topk(top, dim=-1)
+                    top_logit[sl][hit], top_index[sl][hit] = vals, idx
         z_extra = logits.gather(1, extra_index).to(dtype)
         ctx.save_for_backward(logits, target, lse, argmax, extra_index)
-        ctx.mark_non_differentiable(argmax)
-        return lse, z_t, z_mean, z_max, argmax, z_extra
+        ctx.mark_non_differentiable(argmax, top_logit, top_index)
+        return lse, z_t, z_mean, z_max, argmax, z_extra, top_logit, top_index
 
     @staticmethod
-    def backward(ctx, g_lse, g_target, g_mean, g_max, _g_argmax, g_extra):  # type: ignore[override]
+    def backward(ctx, g_lse, g_target, g_mean, g_max, _g_argmax, g_extra, _g_top, _g_top_index):  # type: ignore[override]
         logits, target, lse, argmax, extra_index = ctx.saved_tensors
         n, k = logits.shape
         dtype = lse.dtype
@@ -87,17 +96,19 @@ class _LogitStatsFn(torch.autograd.Function):
             if g_extra is not None and extra_index.size(1):
                 live |= (g_extra[sl] != 0).any(-1)
             grad[sl] = torch.where(live[:, None], g, torch.zeros((), device=g.device))
-        return grad, None, None
+        return grad, None, None, None
 
 
-def logit_stats(logits: Tensor, target: Tensor, extra_index: Tensor | None = None) -> LogitStats:
+def logit_stats(logits: Tensor, target: Tensor, extra_index: Tensor | None = None, top: int = 0) -> LogitStats:
     """Statistics of ``logits`` [N, K] for ``target`` [N] (int64, already inside [0, K)).
 
     ``extra_index`` [N, M] (int64): also return ``logits.gather(1, extra_index)`` as ``z_extra``,
     its gradient folded into the same chunked backward (no second [N, K] gradient).
+    ``top`` > 0: also the top-``top`` logits and classes of the rows whose arg-max is the target
+    (what Online Label Smoothing accumulates), taken while each chunk is in cache.
     """
     if logits.dim() != 2:
         raise ValueError(f"logit_stats expects logits [N, K], got shape {tuple(logits.shape)}")
     if extra_index is None:
         extra_index = torch.zeros(logits.size(0), 0, dtype=torch.long, device=logits.device)
-    return LogitStats(*_LogitStatsFn.apply(logits, target, extra_index))
+    return LogitStats(*_LogitStatsFn.apply(logits, target, extra_index, int(top)))

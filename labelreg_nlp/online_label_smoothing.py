@@ -155,14 +155,15 @@ class OnlineLabelSmoothing(nn.Module):
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
         soft_index = None if self.dense else self.soft_idx[flat_target].long()
-        stats = logit_stats(flat_logits, flat_target, soft_index)
+        accumulate = self.training and not self.dense
+        stats = logit_stats(flat_logits, flat_target, soft_index, top=self.topk if accumulate else 0)
         zero = torch.zeros((), device=flat_logits.device)
         nll = torch.where(mask, stats.lse - stats.z_target, zero)
         soft_ce = torch.where(mask, self._soft_ce(flat_logits, flat_target, stats), zero)
         per_position = self.hard_weight * nll + self.soft_weight * soft_ce
         correct = mask & (stats.argmax == flat_target)
         if self.training:
-            self.accumulate(flat_logits, flat_target, correct, stats.lse)
+            self.accumulate(flat_logits, flat_target, correct, stats)
         return LossParts(
             loss=per_position.sum(), nll=nll.sum(), penalty=soft_ce.sum(), ntokens=mask.sum(),
             ncorrect=correct.sum(),
@@ -190,26 +191,25 @@ class OnlineLabelSmoothing(nn.Module):
 
     # ------------------------------------------------------------------ accumulation
     @torch.no_grad()
-    def accumulate(self, logits: Tensor, target: Tensor, correct: Tensor, lse: Tensor | None = None) -> None:
-        """Add softmax(logits) (T = 1) of the ``correct`` rows to their target's accumulator."""
+    def accumulate(self, logits: Tensor, target: Tensor, correct: Tensor, stats) -> None:
+        """Add softmax(logits) (T = 1) of the ``correct`` rows to their target's accumulator.
+
+        ``stats`` is the :func:`logit_stats` of these logits (with ``top=self.topk`` when sparse).
+        """
         rows = correct.nonzero().squeeze(-1)
         if rows.numel() == 0:
             return
-        k = self.num_classes
-        self.count.index_add_(0, target[rows], torch.ones(rows.numel(), device=self.count.device))
-        for sl in _row_slices(rows.numel(), k):
-            r = rows[sl]
-            z = logits[r]
-            y = target[r]
-            row_lse = lse[r].float() if lse is not None else torch.logsumexp(z.float(), -1)
-            if self.dense:
-                self.acc.index_add_(0, y, torch.exp(z.float() - row_lse[:, None]))
-            else:
-                # top-k of the logits is top-k of the softmax: exponentiate only those entries
-                z_top, idx = z.topk(self.topk, dim=-1)
-                val = torch.exp(z_top.float() - row_lse[:, None])
-                self.acc_tail.index_add_(0, y, (1.0 - val.sum(-1)).clamp(min=0))
-                self._merge(y, idx, val)
+        y = target[rows]
+        self.count.index_add_(0, y, torch.ones(rows.numel(), device=self.count.device))
+        lse = stats.lse[rows].float()
+        if self.dense:
+            for sl in _row_slices(rows.numel(), self.num_classes):
+                self.acc.index_add_(0, y[sl], torch.exp(logits[rows[sl]].float() - lse[sl, None]))
+            return
+        # the top-k logits are the top-k of the softmax: exponentiate only those entries
+        val = torch.exp(stats.top_logit[rows].float() - lse[:, None])
+        self.acc_tail.index_add_(0, y, (1.0 - val.sum(-1)).clamp(min=0))
+        self._merge(y, stats.top_index[rows], val)
 
     def _merge(self, rows: Tensor, idx: Tensor, val: Tensor) -> None:
         """Add entries (rows[i], idx[i, j], val[i, j]) to the slot accumulator, keeping the
