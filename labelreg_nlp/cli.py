@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(cmd[0], cmd, env)
     parser = argparse.ArgumentParser(
         prog="labelreg-nlp",
-        description="Helpers to use labelreg_nlp's fairseq criteria (ls_cross_entropy, maxsup_cross_entropy) "
+        description="Helpers to use labelreg_nlp's fairseq criteria (ls_cross_entropy, maxsup_cross_entropy, ols_cross_entropy) "
         "from a pip install, without a clone of the repository.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

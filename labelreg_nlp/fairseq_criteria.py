@@ -1,4 +1,4 @@
-"""fairseq criteria: ``ls_cross_entropy`` and ``maxsup_cross_entropy``.
+"""fairseq criteria: ``ls_cross_entropy``, ``maxsup_cross_entropy`` and ``ols_cross_entropy``.
 
 Importing this module registers them with fairseq (it is the only place that does). fairseq finds
 them through ``--user-dir``: the repository's ``criterions/`` folder, or the folder printed by
