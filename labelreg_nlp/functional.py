@@ -35,13 +35,15 @@ CONVENTIONS = ("uniform", "fairseq")
 class LossParts:
     """Summed terms of one batch, so adapters can log without recomputing.
 
-    ``loss = nll + coef * penalty`` holds for the sums; ``per_position`` is the loss per position
-    (shape of the targets, zeros where ignored) and is kept only when asked for.
+    ``nll`` is the unsmoothed cross-entropy and ``penalty`` the method's regularizer before its
+    weight: LS and MaxSup give ``loss = nll + coef * penalty``, OLS
+    ``loss = hard_weight * nll + soft_weight * penalty``. ``per_position`` is the loss per
+    position (shape of the targets, zeros where ignored), kept only when asked for.
     """
 
     loss: Tensor  # scalar float32, summed over non-ignored positions
     nll: Tensor  # scalar float32, summed unsmoothed cross-entropy
-    penalty: Tensor  # scalar float32, summed regularizer before its coefficient
+    penalty: Tensor  # scalar float32, summed regularizer before its weight
     ntokens: Tensor  # scalar int64, non-ignored positions
     ncorrect: Tensor  # scalar int64, non-ignored positions whose arg-max is the target
     per_position: Tensor | None = None
