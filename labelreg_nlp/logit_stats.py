@@ -81,6 +81,7 @@ class _LogitStatsFn(torch.autograd.Function):
         g_lse, g_target, g_mean, g_max = (
             zeros if g is None else g.to(dtype) for g in (g_lse, g_target, g_mean, g_max)
         )
+        has_extra = g_extra is not None and extra_index.size(1) > 0
         grad = torch.empty_like(logits)
         for sl in _row_slices(n, k):
             z = logits[sl].to(dtype)
@@ -88,12 +89,12 @@ class _LogitStatsFn(torch.autograd.Function):
             g.add_((g_mean[sl] / k)[:, None])
             g.scatter_add_(-1, target[sl, None], g_target[sl, None])
             g.scatter_add_(-1, argmax[sl, None], g_max[sl, None])
-            if g_extra is not None and extra_index.size(1):
+            if has_extra:
                 g.scatter_add_(-1, extra_index[sl], g_extra[sl].to(dtype))
             # Rows whose every upstream gradient is zero (ignored positions) get an exact zero,
             # even when their logits are inf/NaN.
             live = (g_lse[sl] != 0) | (g_target[sl] != 0) | (g_mean[sl] != 0) | (g_max[sl] != 0)
-            if g_extra is not None and extra_index.size(1):
+            if has_extra:
                 live |= (g_extra[sl] != 0).any(-1)
             grad[sl] = torch.where(live[:, None], g, torch.zeros((), device=g.device))
         return grad, None, None, None

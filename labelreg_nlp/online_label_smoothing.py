@@ -122,19 +122,31 @@ class OnlineLabelSmoothing(nn.Module):
                 self.soft.fill_(off)
                 self.soft.diagonal().fill_(on)
             else:
-                # own class first, then the next classes: a row's top-k set under uniform mass
-                rows = torch.arange(k)[:, None]
-                self.soft_idx.copy_((rows + torch.arange(self.topk)[None, :]) % k)
-                self.soft_val.fill_(off)
-                self.soft_val[:, 0] = on
-                self.soft_tail.fill_(off * (k - self.topk))
+                idx, val, tail = self._uniform_sparse_rows(off)
+                val[:, 0] = on  # column 0 is the row's own class
+                self.soft_idx.copy_(idx)
+                self.soft_val.copy_(val)
+                self.soft_tail.copy_(tail)
+
+    def _uniform_sparse_rows(self, value: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Sparse rows with ``value`` on every class: idx = own class then the next k-1 classes,
+        val = value, tail = value * (K - k). The layout of the init and of never-seen classes."""
+        k, kk, device = self.num_classes, self.topk, self.soft_val.device
+        idx = (torch.arange(k, device=device)[:, None] + torch.arange(kk, device=device)[None, :]) % k
+        val = torch.full((k, kk), value, device=device)
+        tail = torch.full((k,), value * (k - kk), device=device)
+        return idx.to(self.soft_idx.dtype), val, tail
+
+    def _tail_share(self, rows: Tensor) -> Tensor:
+        """What each class outside a sparse row's top-k gets: ``soft_tail / (K - k)``."""
+        return self.soft_tail[rows] / max(1, self.num_classes - self.topk)
 
     def soft_labels(self) -> Tensor:
         """The current soft labels as a dense K x K matrix (row y = S[y]); for inspection."""
         if self.dense:
             return self.soft.clone()
-        k, kk = self.num_classes, self.topk
-        out = (self.soft_tail / max(1, k - kk))[:, None].expand(k, k).clone()
+        k = self.num_classes
+        out = self._tail_share(torch.arange(k, device=self.soft_tail.device))[:, None].expand(k, k).clone()
         out.scatter_(1, self.soft_idx.long(), self.soft_val)
         return out
 
@@ -143,8 +155,7 @@ class OnlineLabelSmoothing(nn.Module):
         if self.dense:
             return self.soft[target, target]
         hit = self.soft_idx[target].long() == target[:, None]
-        u = self.soft_tail[target] / max(1, self.num_classes - self.topk)
-        return torch.where(hit.any(-1), (self.soft_val[target] * hit).sum(-1), u)
+        return torch.where(hit.any(-1), (self.soft_val[target] * hit).sum(-1), self._tail_share(target))
 
     # ------------------------------------------------------------------ loss
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
@@ -184,7 +195,7 @@ class OnlineLabelSmoothing(nn.Module):
             return rows.sum(-1) * stats.lse - (rows * logits.to(dtype)).sum(-1)
         k, kk = self.num_classes, self.topk
         val = self.soft_val[target].to(dtype)
-        u = (self.soft_tail[target] / max(1, k - kk)).to(dtype)
+        u = self._tail_share(target).to(dtype)
         mass = val.sum(-1) + u * (k - kk)
         z_top = stats.z_extra  # logits at soft_idx[target], gathered inside the fused function
         return mass * stats.lse - ((val - u[:, None]) * z_top).sum(-1) - u * k * stats.z_mean
@@ -261,11 +272,10 @@ class OnlineLabelSmoothing(nn.Module):
             idx = self.acc_idx.gather(1, pos)
             tail = self.acc_tail + (self.acc_val.sum(-1) - val.sum(-1))
             denom = count.clamp(min=1)
-            # rows never seen: uniform, as at init
-            unseen_idx = (torch.arange(k, device=idx.device)[:, None] + torch.arange(kk, device=idx.device)) % k
-            self.soft_idx.copy_(torch.where(seen[:, None], idx, unseen_idx.to(idx.dtype)))
-            self.soft_val.copy_(torch.where(seen[:, None], val / denom[:, None], torch.full_like(val, 1.0 / k)))
-            self.soft_tail.copy_(torch.where(seen, tail / denom, torch.full_like(tail, (k - kk) / k)))
+            uni_idx, uni_val, uni_tail = self._uniform_sparse_rows(1.0 / k)  # rows never seen
+            self.soft_idx.copy_(torch.where(seen[:, None], idx, uni_idx))
+            self.soft_val.copy_(torch.where(seen[:, None], val / denom[:, None], uni_val))
+            self.soft_tail.copy_(torch.where(seen, tail / denom, uni_tail))
             self.acc_idx.zero_()
             self.acc_val.zero_()
             self.acc_tail.zero_()
@@ -290,7 +300,7 @@ class OnlineLabelSmoothing(nn.Module):
         self.acc_idx.zero_()
         self.acc_val.zero_()
         rows = torch.arange(self.num_classes, device=self.acc_val.device)
-        for idx, val in zip(gathered_idx, gathered_val):
+        for idx, val in zip(gathered_idx, gathered_val, strict=True):
             self._merge(rows, idx.long(), val)
 
     # ------------------------------------------------------------------ state
