@@ -197,7 +197,7 @@ def test_two_processes_hold_the_soft_labels_of_one_process_over_all_batches(tmp_
     shards = [data[0::2], data[1::2]]
     mp.start_processes(_worker, args=(2, _free_port(), kind, shards, str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for name in r0:
         assert torch.equal(r0[name], r1[name]), f"ranks differ in {name}"
     single = OnlineLabelSmoothing(30, **kind).train()
