@@ -47,6 +47,34 @@ def _row_slices(n_rows: int, n_classes: int) -> list[slice]:
     return [slice(start, start + step) for start in range(0, n_rows, step)]
 
 
+# Columns per strided block in _topk_of_rows; 16 measured fastest at K = 10k to 50k.
+TOPK_BLOCK = 16
+
+
+def _topk_of_rows(z: Tensor, rows: Tensor, top: int) -> tuple[Tensor, Tensor]:
+    """``z[rows].topk(top)`` (values, then indices; not sorted) without copying or sorting whole rows.
+
+    Columns are grouped into B = K // s strided blocks (block j = columns j, j + B, ...). Every
+    element of the row's top-T lies in one of the T blocks with the largest maxima: an element
+    outside them is below T block maxima, i.e. below T distinct elements. So the exact top-T is
+    the top-T of those T * s candidates (plus the K - B * s leftover columns), found after one
+    streaming max over the chunk instead of a partial sort of K columns per row.
+    """
+    n_cols = z.size(1)
+    s = TOPK_BLOCK
+    n_blocks = n_cols // s
+    if n_blocks < 2 * top:  # too few blocks to gain anything
+        return z[rows].topk(top, dim=-1)
+    body = z[:, : n_blocks * s].view(z.size(0), s, n_blocks)
+    _, blocks = body.amax(dim=1)[rows].topk(top, dim=-1, sorted=False)
+    cols = (blocks[:, None, :] + torch.arange(s, device=z.device)[None, :, None] * n_blocks).reshape(rows.numel(), -1)
+    if n_blocks * s < n_cols:
+        rest = torch.arange(n_blocks * s, n_cols, device=z.device)
+        cols = torch.cat([cols, rest.expand(rows.numel(), -1)], dim=1)
+    vals, pos = torch.take(z, rows[:, None] * n_cols + cols).topk(top, dim=-1, sorted=False)
+    return vals, cols.gather(1, pos)
+
+
 class _LogitStatsFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, extra_index: Tensor, top: int):  # type: ignore[override]
@@ -65,8 +93,7 @@ class _LogitStatsFn(torch.autograd.Function):
             if top:  # while the chunk is in cache: top-T of the correctly predicted rows
                 hit = (argmax[sl] == target[sl]).nonzero().squeeze(-1)
                 if hit.numel():
-                    vals, idx = z[hit].topk(top, dim=-1)
-                    top_logit[sl][hit], top_index[sl][hit] = vals, idx
+                    top_logit[sl][hit], top_index[sl][hit] = _topk_of_rows(z, hit, top)
         z_extra = logits.gather(1, extra_index).to(dtype)
         ctx.save_for_backward(logits, target, lse, argmax, extra_index)
         ctx.mark_non_differentiable(argmax, top_logit, top_index)
@@ -83,9 +110,11 @@ class _LogitStatsFn(torch.autograd.Function):
         )
         has_extra = g_extra is not None and extra_index.size(1) > 0
         grad = torch.empty_like(logits)
+        in_place = grad.dtype == dtype  # else compute in float32 and cast once per chunk
         for sl in _row_slices(n, k):
             z = logits[sl].to(dtype)
-            g = torch.exp(z - lse[sl, None]).mul_(g_lse[sl, None])
+            g = torch.sub(z, lse[sl, None], out=grad[sl] if in_place else None)
+            g.exp_().mul_(g_lse[sl, None])
             g.add_((g_mean[sl] / k)[:, None])
             g.scatter_add_(-1, target[sl, None], g_target[sl, None])
             g.scatter_add_(-1, argmax[sl, None], g_max[sl, None])
@@ -96,7 +125,11 @@ class _LogitStatsFn(torch.autograd.Function):
             live = (g_lse[sl] != 0) | (g_target[sl] != 0) | (g_mean[sl] != 0) | (g_max[sl] != 0)
             if has_extra:
                 live |= (g_extra[sl] != 0).any(-1)
-            grad[sl] = torch.where(live[:, None], g, torch.zeros((), device=g.device))
+            dead = (~live).nonzero().squeeze(-1)
+            if dead.numel():
+                g.index_fill_(0, dead, 0.0)
+            if not in_place:
+                grad[sl] = g
         return grad, None, None, None
 
 

@@ -240,10 +240,11 @@ class OnlineLabelSmoothing(nn.Module):
         per_row = torch.bincount(row_of, minlength=k)
         over = per_row[row_of] > slots
         if bool(over.any()):
-            # rows with more entries than slots: rank them by value, largest first
+            # rows with more entries than slots: rank them by value, largest first, in one sort
+            # by (row, -value); bit patterns of non-negative float32 order like their values
             sub = over.nonzero().squeeze(-1)
-            order = torch.argsort(summed[sub], descending=True, stable=True)
-            order = sub[order[torch.argsort(row_of[sub][order], stable=True)]]
+            descending = 0x7FFFFFFF - (summed[sub] + 0.0).view(torch.int32).long()  # + 0.0: no -0.0
+            order = sub[torch.argsort((row_of[sub] << 31) | descending, stable=True)]
             r = row_of[order]
             rank[order] = torch.arange(order.numel(), device=r.device) - torch.searchsorted(r, r)
             dropped = rank >= slots

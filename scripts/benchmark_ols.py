@@ -26,17 +26,25 @@ from labelreg_nlp import label_smoothing_loss  # noqa: E402
 from labelreg_nlp.online_label_smoothing import DEFAULT_TOPK, OnlineLabelSmoothing  # noqa: E402
 
 
-def step_time(fn, logits: torch.Tensor, target: torch.Tensor, repeats: int) -> float:
-    times = []
+def step_times(fns: list, logits: torch.Tensor, target: torch.Tensor, repeats: int) -> list[float]:
+    """Median forward + backward time of each function. The functions take turns within every
+    round, in an order that rotates from round to round, so drift in the machine's speed
+    (frequent on shared CPUs) and the cost of following another function hit all alike."""
+    times: list[list[float]] = [[] for _ in fns]
     for i in range(repeats + 1):
-        x = logits.detach().requires_grad_()
-        start = time.perf_counter()
-        fn(x, target).backward()
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        if i:  # the first call warms up
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for turn in range(len(fns)):
+            j = (turn + i) % len(fns)
+            fn, bucket = fns[j], times[j]
+            x = logits.detach().requires_grad_()
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn(x, target).backward()
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            if i:  # the first round warms up
+                bucket.append(time.perf_counter() - start)
+    return [statistics.median(b) for b in times]
 
 
 def state_bytes(module: torch.nn.Module) -> int:
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", type=int, nargs="+", default=[1000, 10000, 32000], help="K values (default 1000 10000 32000)")
     p.add_argument("--tokens", type=int, default=4096, help="positions per step (default 4096)")
     p.add_argument("--topk", type=int, default=DEFAULT_TOPK, help=f"sparse k (default {DEFAULT_TOPK})")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per measurement; the median is reported (default 5)")
+    p.add_argument("--repeats", type=int, default=11, help="timed rounds; each function runs once per round, the median is reported (default 11)")
     p.add_argument("--dense-limit-gib", type=float, default=2.0, help="skip dense OLS when its state exceeds this (default 2 GiB)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda if available)")
     args = p.parse_args(argv)
@@ -57,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"device: {device} ({torch.get_num_threads()} threads), tokens per step: {args.tokens}, "
-          f"median of {args.repeats} steps (forward + backward), torch {torch.__version__}\n")
+          f"median of {args.repeats} rounds (forward + backward), torch {torch.__version__}\n")
     print("| K | variant | state MB | step ms | vs our LS | vs torch CE(label_smoothing) |")
     print("|---|---|---|---|---|---|")
     for k in args.classes:
@@ -67,18 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         correct = torch.rand(args.tokens, device=device) < 0.5
         rows = torch.arange(args.tokens, device=device)[correct]
         logits[rows, target[correct]] = logits[rows].max(-1).values + 1.0
-        t_torch = step_time(lambda x, y: F.cross_entropy(x, y, label_smoothing=0.1), logits, target, args.repeats)
-        t_ls = step_time(lambda x, y: label_smoothing_loss(x, y, 0.1), logits, target, args.repeats)
-        rows = [("torch CE(label_smoothing=0.1)", 0, t_torch), ("LS (labelreg_nlp)", 0, t_ls)]
         variants = [("OLS sparse k=%d" % min(args.topk, k), {"topk": min(args.topk, k)})]
         dense_bytes = 2 * k * k * 4
         if dense_bytes <= args.dense_limit_gib * 2**30:
             variants.insert(0, ("OLS dense", {"dense": True}))
-        for name, kwargs in variants:
-            ols = OnlineLabelSmoothing(k, **kwargs).to(device).train()
-            t = step_time(ols, logits, target, args.repeats)
-            rows.append((name, state_bytes(ols), t))
-            del ols
+        modules = [OnlineLabelSmoothing(k, **kwargs).to(device).train() for _, kwargs in variants]
+        fns = [lambda x, y: F.cross_entropy(x, y, label_smoothing=0.1),
+               lambda x, y: label_smoothing_loss(x, y, 0.1), *modules]
+        t_torch, t_ls, *t_ols = step_times(fns, logits, target, args.repeats)
+        rows = [("torch CE(label_smoothing=0.1)", 0, t_torch), ("LS (labelreg_nlp)", 0, t_ls)]
+        rows += [(name, state_bytes(m), t) for (name, _), m, t in zip(variants, modules, t_ols, strict=True)]
+        del modules, fns
         if dense_bytes > args.dense_limit_gib * 2**30:
             rows.append((f"OLS dense (skipped: state {dense_bytes / 2**30:.1f} GiB)", None, None))
         for name, nbytes, t in rows:

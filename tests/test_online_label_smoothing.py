@@ -210,3 +210,32 @@ def test_two_processes_hold_the_soft_labels_of_one_process_over_all_batches(tmp_
         torch.testing.assert_close(merged.soft_labels(), single.soft_labels(), rtol=1e-6, atol=1e-7)
     else:  # sparse sketch: each rank truncates its own slots before the merge
         assert float((merged.soft_labels() - single.soft_labels()).abs().sum(-1).max()) <= 0.05
+
+
+def test_sparse_merge_keeps_the_largest_sums_per_row_and_moves_the_rest_to_the_tail():
+    """The slot accumulator after each merge: per row, the ``slots`` largest summed entries (ties
+    included in the sum first), everything else in the tail, so mass is never lost."""
+    k_classes, topk = 40, 3  # 6 slots per row
+    ols = OnlineLabelSmoothing(k_classes, topk=topk)
+    gen = torch.Generator().manual_seed(0)
+    kept: dict[int, dict[int, float]] = {}
+    tail = torch.zeros(k_classes, dtype=torch.float64)
+    for _ in range(4):
+        rows = torch.randint(0, 5, (30,), generator=gen)
+        idx = torch.randint(0, 12, (30, topk), generator=gen)
+        val = torch.rand(30, topk, generator=gen)
+        ols._merge(rows, idx, val)
+        for r in rows.unique().tolist():  # reference: sum, keep the largest 6, rest to the tail
+            sums = dict(kept.get(r, {}))
+            for i in (rows == r).nonzero().squeeze(-1).tolist():
+                for c, v in zip(idx[i].tolist(), val[i].tolist(), strict=True):
+                    sums[c] = sums.get(c, 0.0) + v
+            ranked = sorted(sums.items(), key=lambda cv: -cv[1])
+            kept[r] = dict(ranked[:6])
+            tail[r] += sum(v for _, v in ranked[6:])
+        for r, entries in kept.items():
+            got = {int(c): float(v) for c, v in zip(ols.acc_idx[r], ols.acc_val[r], strict=True) if v > 0}
+            assert got.keys() == entries.keys()
+            for c, v in entries.items():
+                assert got[c] == pytest.approx(v, rel=1e-5)
+        torch.testing.assert_close(ols.acc_tail.double(), tail, rtol=1e-5, atol=1e-6)
