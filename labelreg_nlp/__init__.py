@@ -14,15 +14,25 @@ from .functional import (
     smoothing_coefficient,
     soft_target_parts,
 )
+from .metrics import aurc, classification_report, excess_aurc, expected_calibration_error
+from .online_label_smoothing import OnlineLabelSmoothing
 from .schedules import ConstantSchedule, LinearSchedule, make_schedule
+from .token_loss import METHODS, TokenLoss
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "METHODS",
     "ConstantSchedule",
     "LinearSchedule",
     "LossParts",
+    "OnlineLabelSmoothing",
+    "TokenLoss",
+    "aurc",
     "check_alpha",
+    "classification_report",
+    "excess_aurc",
+    "expected_calibration_error",
     "label_smoothing_loss",
     "label_smoothing_parts",
     "make_schedule",
