@@ -3,7 +3,8 @@
 
 1. build a German-English corpus from this machine's gettext catalogs
    (/usr/share/locale/de/LC_MESSAGES; a generated toy corpus where there are none);
-2. Moses-tokenize, learn and apply joint BPE, ``fairseq-preprocess --joined-dictionary``;
+2. the translation pipeline's prepare (``labelreg_nlp.translation``, also behind scripts/nmt.py):
+   Moses-tokenize, clean the training pairs, learn and apply joint BPE, ``fairseq-preprocess``;
 3. train a small transformer on CPU with each criterion for ``--minutes`` minutes;
 4. ``fairseq-generate`` (beam 5) on the test split, remove BPE, detokenize, score with SacreBLEU;
 5. print a table.
@@ -15,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,175 +23,40 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a clone without installing too
 
+from labelreg_nlp import translation as T  # noqa: E402
 from labelreg_nlp.corpora import DEFAULT_LOCALE_DIR, offline_de_en_pairs, split_pairs  # noqa: E402
 
 SRC, TGT = "de", "en"
-
-# name -> fairseq criterion arguments (alpha filled in from --alpha)
-CRITERIA = {
-    "ce": lambda a: ["--criterion", "ls_cross_entropy", "--label-smoothing", "0"],
-    "ls": lambda a: ["--criterion", "ls_cross_entropy", "--label-smoothing", str(a)],
-    "maxsup": lambda a: ["--criterion", "maxsup_cross_entropy", "--maxsup-alpha", str(a)],
-}
 
 
 def log(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def fairseq(command: str, args: list[str], echo=lambda line: True) -> str:
-    """Run ``python -m fairseq_cli.<command> args``; print the lines ``echo`` accepts as they
-    come; return the whole output. On failure, show its last lines and raise."""
-    cmd = [sys.executable, "-m", f"fairseq_cli.{command}", *args]
-    log("$ fairseq-" + command + " " + " ".join(args))
-    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONUNBUFFERED": "1"}
-    lines = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
-        for line in proc.stdout:
-            lines.append(line)
-            if echo(line):
-                print("    " + line.rstrip(), flush=True)
-    if proc.returncode:
-        sys.stderr.write("".join(lines[-40:]))
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return "".join(lines)
-
-
-def _progress_line(line: str) -> bool:
-    return any(tag in line for tag in ("| INFO | train |", "| INFO | valid |", "done training", "Error"))
-
-
 def prepare(work: Path, args) -> tuple[str, dict[str, int]]:
-    """Corpus -> tokenized -> BPE -> fairseq binary data in work/data-bin. Re-runs are skipped."""
-    from sacremoses import MosesTokenizer
-    from subword_nmt.apply_bpe import BPE
-    from subword_nmt.learn_bpe import learn_bpe
-
+    """The pipeline's prepare (Moses tokenization, cleaning, joint BPE, fairseq-preprocess) on the
+    offline corpus, cased, with fixed valid/test splits. Re-runs are skipped."""
     pairs, name = offline_de_en_pairs(args.locale_dir)
     if args.max_pairs:
         pairs = pairs[: args.max_pairs]
     splits = split_pairs(pairs, valid=args.valid_size, test=args.test_size, seed=args.seed)
-    sizes = {k: len(v) for k, v in splits.items()}
-    stamp = work / "prepared.json"
-    meta = {"corpus": name, "sizes": sizes, "bpe_merges": args.bpe_merges, "max_pairs": args.max_pairs}
-    if stamp.exists() and json.loads(stamp.read_text()) == meta:
-        log(f"corpus already prepared in {work} ({name}: {sizes})")
-        return name, sizes
-    log(f"corpus: {name}, {len(pairs)} pairs -> {sizes}")
-    raw, tok, bpe_dir = work / "raw", work / "tok", work / "bpe"
-    for d in (raw, tok, bpe_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    tokenizers = {lang: MosesTokenizer(lang=lang) for lang in (SRC, TGT)}
-    for split, items in splits.items():
-        for i, lang in enumerate((SRC, TGT)):
-            lines = [p[i] for p in items]
-            (raw / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-            toks = [tokenizers[lang].tokenize(s, escape=False, return_str=True) for s in lines]
-            (tok / f"{split}.{lang}").write_text("\n".join(toks) + "\n", encoding="utf-8")
-    log(f"learning joint BPE ({args.bpe_merges} merges)")
-    joint = tok / "train.joint"
-    joint.write_text((tok / f"train.{SRC}").read_text("utf-8") + (tok / f"train.{TGT}").read_text("utf-8"), "utf-8")
-    codes = bpe_dir / "codes"
-    with joint.open(encoding="utf-8") as fin, codes.open("w", encoding="utf-8") as fout:
-        learn_bpe(fin, fout, args.bpe_merges)
-    with codes.open(encoding="utf-8") as fin:
-        bpe = BPE(fin)
-    for split in splits:
-        for lang in (SRC, TGT):
-            lines = (tok / f"{split}.{lang}").read_text("utf-8").splitlines()
-            (bpe_dir / f"{split}.{lang}").write_text("\n".join(bpe.process_line(s) for s in lines) + "\n", "utf-8")
-    fairseq("preprocess", [
-        "--source-lang", SRC, "--target-lang", TGT, "--joined-dictionary", "--workers", "2",
-        "--trainpref", str(bpe_dir / "train"), "--validpref", str(bpe_dir / "valid"),
-        "--testpref", str(bpe_dir / "test"), "--destdir", str(work / "data-bin"),
-    ])
-    stamp.write_text(json.dumps(meta))
-    return name, sizes
-
-
-def model_args(args) -> list[str]:
-    d, f, layers, heads = str(args.embed_dim), str(args.embed_dim * 2), str(args.layers), str(args.heads)
-    return [
-        "--arch", "transformer", "--share-all-embeddings",
-        "--encoder-layers", layers, "--decoder-layers", layers,
-        "--encoder-embed-dim", d, "--decoder-embed-dim", d,
-        "--encoder-ffn-embed-dim", f, "--decoder-ffn-embed-dim", f,
-        "--encoder-attention-heads", heads, "--decoder-attention-heads", heads,
-    ]
+    opts = T.PrepareOptions(src=SRC, tgt=TGT, bpe_merges=args.bpe_merges, lowercase=False)
+    done = T.prepare(splits, work, opts, corpus=name)
+    return name, done["sizes"]
 
 
 def train(work: Path, name: str, args) -> dict:
-    save_dir = work / "checkpoints" / name
-    cmd = [
-        str(work / "data-bin"), "--user-dir", str(REPO / "criterions"), *model_args(args),
-        *CRITERIA[name](args.alpha), "--report-accuracy",
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", str(args.lr),
-        "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(args.warmup), "--clip-norm", "0.0",
-        "--dropout", "0.1", "--weight-decay", "0.0001", "--max-tokens", str(args.max_tokens),
-        "--max-epoch", str(args.max_epoch), "--stop-time-hours", f"{args.minutes / 60:.6f}",
-        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--no-last-checkpoints",
-        "--seed", str(args.seed), "--num-workers", "0", "--log-format", "simple",
-        "--log-interval", str(args.log_interval), "--patience", "-1",
-    ]
-    if not _cuda():
-        cmd.append("--cpu")
-    start = time.time()
-    out = fairseq("train", cmd, echo=_progress_line)
-    minutes = (time.time() - start) / 60
-    epochs = re.findall(r"end of epoch (\d+)", out)
-    valid = re.findall(r"\| valid on 'valid' subset \|.*?\| nll_loss ([\d.]+)", out)
-    updates = re.findall(r"num_updates (\d+)", out)
-    return {
-        "epochs": int(epochs[-1]) if epochs else 0,
-        "updates": int(updates[-1]) if updates else 0,
-        "best_valid_nll": min(map(float, valid)) if valid else float("nan"),
-        "train_minutes": minutes,
-        "checkpoint": str(save_dir / "checkpoint_best.pt"),
-    }
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def evaluate(work: Path, checkpoint: str, args) -> tuple[float, str]:
-    """Detokenized SacreBLEU of beam-5 translations of the test split."""
-    import sacrebleu
-    from sacremoses import MosesDetokenizer
-
-    results = Path(checkpoint).parent
-    cmd = [str(work / "data-bin"), "--user-dir", str(REPO / "criterions"), "--path", checkpoint,
-           "--gen-subset", "test", "--beam", "5", "--remove-bpe", "--batch-size", "128",
-           "--max-len-a", "1.2", "--max-len-b", "10", "--results-path", str(results),
-           # fairseq main drops the tail of a fixed-size batching that is not a multiple of 8
-           # (the longest sentences, silently); 1 keeps every test sentence.
-           "--required-batch-size-multiple", "1"]
-    if not _cuda():
-        cmd.append("--cpu")
-    fairseq("generate", cmd, echo=lambda line: "Generate test with beam" in line)
-    # its own file: on a shared pipe, log lines could interleave with the hypotheses
-    hyps = {}
-    for line in (results / "generate-test.txt").read_text("utf-8").splitlines():
-        if line.startswith("H-"):
-            idx, _score, *text = line.rstrip("\n").split("\t", 2)
-            hyps[int(idx[2:])] = text[0] if text else ""
-    refs = (work / "raw" / f"test.{TGT}").read_text("utf-8").splitlines()
-    if len(hyps) != len(refs):
-        raise RuntimeError(f"fairseq-generate produced {len(hyps)} hypotheses for {len(refs)} test sentences")
-    detok = MosesDetokenizer(lang=TGT)
-    sys_out = [detok.detokenize(hyps[i].split()) for i in range(len(refs))]
-    (results / "test.hyp.detok.en").write_text("\n".join(sys_out) + "\n", "utf-8")
-    bleu = sacrebleu.metrics.BLEU()
-    score = bleu.corpus_score(sys_out, [refs])
-    return score.score, str(bleu.get_signature())
+    model = T.tiny_recipe(embed_dim=args.embed_dim, layers=args.layers, heads=args.heads, lr=args.lr,
+                          warmup=args.warmup, max_tokens=args.max_tokens)
+    extra = ["--log-interval", str(args.log_interval), "--no-last-checkpoints"]
+    return T.train(work / "data-bin", work / "checkpoints" / name, name, args.seed, alpha=args.alpha, model=model,
+                   max_epoch=args.max_epoch, minutes=args.minutes, extra=extra, fp16=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", type=Path, default=REPO / "runs" / "demo", help="where data, checkpoints and results go (default: runs/demo)")
-    p.add_argument("--criteria", default="ls,maxsup", help=f"comma-separated, from {sorted(CRITERIA)} (ce = no smoothing; default: ls,maxsup)")
+    p.add_argument("--criteria", default="ls,maxsup", help=f"comma-separated, from {sorted(T.CRITERIA)} (none = no smoothing; default: ls,maxsup)")
     p.add_argument("--alpha", type=float, default=0.1, help="label-smoothing / MaxSup weight (default 0.1)")
     p.add_argument("--minutes", type=float, default=3.0, help="training wall time per criterion (default 3)")
     p.add_argument("--max-epoch", type=int, default=100, help="epoch cap; training stops at --minutes first (default 100)")
@@ -212,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-interval", type=int, default=50, help="updates between progress lines (default 50)")
     args = p.parse_args(argv)
     names = [c.strip() for c in args.criteria.split(",") if c.strip()]
-    unknown = [c for c in names if c not in CRITERIA]
+    unknown = [c for c in names if c not in T.CRITERIA]
     if unknown or not names:
-        p.error(f"--criteria: unknown {unknown or names!r}; choose from {sorted(CRITERIA)}")
+        p.error(f"--criteria: unknown {unknown or names!r}; choose from {sorted(T.CRITERIA)}")
     if not (0.0 <= args.alpha <= 1.0):
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.minutes <= 0:
@@ -228,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"training '{name}' (alpha={args.alpha}) for up to {args.minutes:g} min")
         stats = train(work, name, args)
         log(f"evaluating '{name}' on the test split ({sizes['test']} sentences, beam 5)")
-        bleu, signature = evaluate(work, stats["checkpoint"], args)
-        rows.append({"criterion": name, "alpha": 0.0 if name == "ce" else args.alpha, **stats, "bleu": bleu})
+        scores = T.evaluate(work / "data-bin", stats["checkpoint"], work / "ref" / f"test.{TGT}", beam=5, tgt=TGT)
+        signature = scores["signature"]
+        alpha = args.alpha if name in ("ls", "maxsup") else 0.0
+        rows.append({"criterion": name, "alpha": alpha, **stats, "bleu": scores["bleu"]})
     results = {"corpus": corpus, "sizes": sizes, "signature": signature, "rows": rows}
     (work / "results.json").write_text(json.dumps(results, indent=2))
 
@@ -241,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['criterion']} | {r['alpha']:g} | {r['epochs']} | {r['updates']} | {r['train_minutes']:.1f} "
-              f"| {r['best_valid_nll']:.3f} | {r['bleu']:.2f} |")
+              f"| {r['best_valid_nll'] or float('nan'):.3f} | {r['bleu']:.2f} |")
     print(f"\nresults: {work / 'results.json'}")
     return 0
 

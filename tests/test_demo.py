@@ -59,7 +59,7 @@ def test_demo_runs_end_to_end(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["criterion"] for r in results["rows"]] == ["ls", "maxsup"]
     assert all(0.0 <= r["bleu"] <= 100.0 and r["updates"] > 0 for r in results["rows"])
-    assert len((tmp_path / "checkpoints" / "maxsup" / "test.hyp.detok.en").read_text().splitlines()) == 100
+    assert len((tmp_path / "checkpoints" / "maxsup" / "generate" / "test.detok.en").read_text().splitlines()) == 100
 
 
 def test_demo_rejects_bad_arguments():
