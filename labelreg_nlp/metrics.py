@@ -63,7 +63,6 @@ def expected_calibration_error(confidence: Tensor, correct: Tensor, num_bins: in
     # bin b holds (b/B, (b+1)/B]; a confidence of exactly 0 goes to the first bin
     bins = (torch.ceil(confidence * num_bins).long() - 1).clamp(0, num_bins - 1)
     n = confidence.numel()
-    count = torch.bincount(bins, minlength=num_bins).double()
     conf_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, confidence)
     acc_sum = torch.zeros(num_bins, dtype=torch.float64).index_add_(0, bins, correct.double())
     return float((acc_sum - conf_sum).abs().sum() / n)

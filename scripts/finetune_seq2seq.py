@@ -16,8 +16,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -29,7 +27,6 @@ from transformers import (  # noqa: E402
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
-    HfArgumentParser,
     PreTrainedTokenizerFast,
     Seq2SeqTrainingArguments,
     T5Config,
@@ -39,6 +36,7 @@ from transformers import (  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp.corpora import offline_de_en_pairs  # noqa: E402
+from labelreg_nlp.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
 from labelreg_nlp.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
 from labelreg_nlp.records import DataError, read_records, select_columns, split_records  # noqa: E402
 
@@ -120,15 +118,7 @@ def scratch_model(args: ScriptArguments, texts: list[str], output_dir: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((ScriptArguments, LabelRegArguments, Seq2SeqTrainingArguments),
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    script, labelreg, training = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        return run(script, labelreg, training)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return parse_and_run((ScriptArguments, LabelRegArguments, Seq2SeqTrainingArguments), TRAINING_DEFAULTS, run, __doc__, argv)
 
 
 def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqTrainingArguments) -> int:
@@ -139,12 +129,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     for rows in splits.values():
         for ex in rows:
             ex["source"], ex["target"] = str(ex["source"] or ""), str(ex["target"] or "")
-    if script.max_train_samples:
-        splits["train"] = splits["train"][: script.max_train_samples]
-    if script.max_eval_samples:
-        for name in ("validation", "test"):
-            if name in splits:
-                splits[name] = splits[name][: script.max_eval_samples]
+    limit_splits(splits, script.max_train_samples, script.max_eval_samples)
     if script.model_name_or_path == SCRATCH:
         texts = [ex[side] for ex in splits["train"] for side in ("source", "target")]
         tokenizer, model = scratch_model(script, texts, training.output_dir)
@@ -192,8 +177,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     path = Path(script.results_file or out_dir / "results.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(path, results)
     print(f"\nBLEU {score.score:.2f} ({labelreg.method}, {len(references)} test pairs)")
     print(f"signature: {bleu.get_signature()}")
     print(f"results: {path}")

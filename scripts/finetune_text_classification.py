@@ -15,7 +15,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -28,12 +27,12 @@ from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
     TrainingArguments,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from labelreg_nlp.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
 from labelreg_nlp.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
 from labelreg_nlp.metrics import classification_report  # noqa: E402
 from labelreg_nlp.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
@@ -122,15 +121,7 @@ def label_ids(splits: dict[str, list[dict]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((ScriptArguments, LabelRegArguments, TrainingArguments),
-                              description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    try:
-        script, labelreg, training = parser.parse_args_into_dataclasses(args=argv)
-        return run(script, labelreg, training)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return parse_and_run((ScriptArguments, LabelRegArguments, TrainingArguments), TRAINING_DEFAULTS, run, __doc__, argv)
 
 
 def run(script: ScriptArguments, labelreg: LabelRegArguments, training: TrainingArguments) -> int:
@@ -138,12 +129,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
 
     splits = load_splits(script)
     names = label_ids(splits)
-    if script.max_train_samples:
-        splits["train"] = splits["train"][: script.max_train_samples]
-    if script.max_eval_samples:
-        for name in ("validation", "test"):
-            if name in splits:
-                splits[name] = splits[name][: script.max_eval_samples]
+    limit_splits(splits, script.max_train_samples, script.max_eval_samples)
     model_path = str(minilm_path()) if script.model_name_or_path == EMBEDDED_MODEL else script.model_name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -176,8 +162,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
         "test": report.as_dict(), "labelreg": asdict(labelreg),
     }
     path = Path(script.results_file or Path(training.output_dir) / "results.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(path, results)
     print(f"\n| method | accuracy | NLL | ECE ({script.ece_bins} bins) | AURC | E-AURC | test n |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {labelreg.method} | {report.accuracy:.4f} | {report.nll:.4f} | {report.ece:.4f} | {report.aurc:.4f} "
