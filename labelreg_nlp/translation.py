@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 USER_DIR = Path(__file__).resolve().parent / "fairseq_user_dir" / "labelreg_nlp_criterions"
 
 # criterion name -> fairseq arguments for a given alpha
@@ -189,7 +188,6 @@ def prepare(splits: dict[str, list[tuple[str, str]]], out_dir: str | Path, opts:
 
 def read_parallel(source: str | Path, target: str | Path) -> list[tuple[str, str]]:
     """Line-aligned plain text files -> pairs (an error names the files when counts differ)."""
-    pairs = []
     for path in (source, target):
         if not Path(path).is_file():
             raise FileNotFoundError(f"parallel text file not found: {path}")
@@ -197,8 +195,7 @@ def read_parallel(source: str | Path, target: str | Path) -> list[tuple[str, str
     tgt_lines = Path(target).read_text(encoding="utf-8").splitlines()
     if len(src_lines) != len(tgt_lines):
         raise ValueError(f"{source} has {len(src_lines)} lines but {target} has {len(tgt_lines)}")
-    pairs = [(s.strip(), t.strip()) for s, t in zip(src_lines, tgt_lines, strict=True)]
-    return pairs
+    return [(s.strip(), t.strip()) for s, t in zip(src_lines, tgt_lines, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------ train

@@ -100,6 +100,8 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+    if extra:  # only train passes unknown arguments on (to fairseq-train)
+        _unknown(extra)
     _evaluate_one(args, args.criterion, args.seed, args.checkpoint)
     return 0
 
@@ -157,13 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{split}-{side}", help=f"plain text {split} {'source' if side == 'src' else 'target'} "
                                                       "file, one sentence per line")
     p.add_argument("--test-size", type=int, default=500, help="gettext corpus: test pairs (default 500)")
-    p.add_argument("--src", default="de", help="source language code (default de)")
-    p.add_argument("--tgt", default="en", help="target language code (default en)")
-    p.add_argument("--bpe-merges", type=int, default=10000, help="joint BPE merges (default 10000)")
+    recipe = T.PrepareOptions()  # the defaults are the recipe's, defined once there
+    p.add_argument("--src", default=recipe.src, help=f"source language code (default {recipe.src})")
+    p.add_argument("--tgt", default=recipe.tgt, help=f"target language code (default {recipe.tgt})")
+    p.add_argument("--bpe-merges", type=int, default=recipe.bpe_merges,
+                   help=f"joint BPE merges (default {recipe.bpe_merges})")
     p.add_argument("--keep-case", action="store_true", help="do not lowercase")
-    p.add_argument("--max-words", type=int, default=175, help="cleaning: longest training sentence (default 175)")
-    p.add_argument("--length-ratio", type=float, default=1.5, help="cleaning: largest length ratio (default 1.5)")
-    p.add_argument("--valid-every", type=int, default=23, help="every N-th training pair becomes validation (default 23)")
+    p.add_argument("--max-words", type=int, default=recipe.max_words,
+                   help=f"cleaning: longest training sentence (default {recipe.max_words})")
+    p.add_argument("--length-ratio", type=float, default=recipe.length_ratio,
+                   help=f"cleaning: largest length ratio (default {recipe.length_ratio})")
+    p.add_argument("--valid-every", type=int, default=recipe.valid_every,
+                   help=f"every N-th training pair becomes validation (default {recipe.valid_every})")
     p.set_defaults(handler=lambda a, extra: _prepare(a) if not extra else _unknown(extra))
 
     p = sub.add_parser("train", help="fairseq-train one criterion and seed",

@@ -116,3 +116,8 @@ def test_prepare_train_evaluate_compare_end_to_end(tmp_path):
     assert "| ls | 1 | 1 |" in run.stdout and "| maxsup | 1 | 1 |" in run.stdout
     rerun = _nmt("compare", "--run", "--data", str(out), "--criteria", "ls", "--seeds", "1", "--recipe", "tiny", "--cpu")
     assert "already evaluated, skipped" in rerun.stdout
+
+
+def test_only_train_passes_unknown_arguments_on(tmp_path):
+    result = _nmt("evaluate", "--data", str(tmp_path), "--criterion", "ls", "--typo")
+    assert result.returncode == 2 and result.stderr.strip() == "error: unrecognized arguments: --typo"
