@@ -121,3 +121,16 @@ def test_prepare_train_evaluate_compare_end_to_end(tmp_path):
 def test_only_train_passes_unknown_arguments_on(tmp_path):
     result = _nmt("evaluate", "--data", str(tmp_path), "--criterion", "ls", "--typo")
     assert result.returncode == 2 and result.stderr.strip() == "error: unrecognized arguments: --typo"
+
+
+def test_read_parallel_aligns_lines_and_names_bad_files(tmp_path):
+    from labelreg_nlp.translation import read_parallel
+
+    (tmp_path / "a.de").write_text("Hallo Welt \nGuten Tag\n", encoding="utf-8")
+    (tmp_path / "a.en").write_text("Hello world\n Good day\n", encoding="utf-8")
+    assert read_parallel(tmp_path / "a.de", tmp_path / "a.en") == [("Hallo Welt", "Hello world"), ("Guten Tag", "Good day")]
+    (tmp_path / "b.en").write_text("only one\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"a.de has 2 lines but .*b.en has 1"):
+        read_parallel(tmp_path / "a.de", tmp_path / "b.en")
+    with pytest.raises(FileNotFoundError, match=r"parallel text file not found: .*c.en"):
+        read_parallel(tmp_path / "a.de", tmp_path / "c.en")
