@@ -51,7 +51,35 @@ def _row_slices(n_rows: int, n_classes: int) -> list[slice]:
 TOPK_BLOCK = 16
 
 
-def _topk_of_rows(z: Tensor, rows: Tensor, top: int) -> tuple[Tensor, Tensor]:
+def _max_and_block_max(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``z.max(-1)`` (row max and first arg-max, exactly) plus the maxima of the B = K // s
+    strided blocks (block j = columns j, j + B, ...), for K >= 2 s.
+
+    On CPU a strided ``amax`` vectorizes across blocks and costs about a third of a row-wise
+    max with indices; the arg-max then comes from the one block holding the max (s columns).
+    Rows where that is ambiguous (the max in several blocks or in the K - B s leftover columns,
+    NaN, all -inf) fall back to ``torch.max``.
+    """
+    n, k = z.shape
+    s = TOPK_BLOCK
+    n_blocks = k // s
+    block_max = z[:, : n_blocks * s].view(n, s, n_blocks).amax(dim=1)
+    z_max = block_max.amax(dim=-1)
+    holds = block_max == z_max[:, None]
+    ambiguous = holds.sum(-1) != 1
+    if n_blocks * s < k:
+        ambiguous |= ~(z[:, n_blocks * s:].amax(dim=-1) < z_max)  # ~(<): a NaN there too
+    block = holds.byte().argmax(dim=-1)
+    cols = block[:, None] + torch.arange(s, device=z.device) * n_blocks
+    inside = torch.take(z, torch.arange(n, device=z.device)[:, None] * k + cols)
+    argmax = block + (inside == z_max[:, None]).byte().argmax(dim=-1) * n_blocks
+    odd = ambiguous.nonzero().squeeze(-1)
+    if odd.numel():
+        z_max[odd], argmax[odd] = z[odd].max(dim=-1)
+    return z_max, argmax, block_max
+
+
+def _topk_of_rows(z: Tensor, rows: Tensor, top: int, block_max: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``z[rows].topk(top)`` (values, then indices; not sorted) without copying or sorting whole rows.
 
     Columns are grouped into B = K // s strided blocks (block j = columns j, j + B, ...). Every
@@ -59,20 +87,26 @@ def _topk_of_rows(z: Tensor, rows: Tensor, top: int) -> tuple[Tensor, Tensor]:
     outside them is below T block maxima, i.e. below T distinct elements. So the exact top-T is
     the top-T of those T * s candidates (plus the K - B * s leftover columns), found after one
     streaming max over the chunk instead of a partial sort of K columns per row.
+    ``block_max``: the block maxima of every row of ``z``, when already computed.
     """
     n_cols = z.size(1)
     s = TOPK_BLOCK
     n_blocks = n_cols // s
     if n_blocks < 2 * top:  # too few blocks to gain anything
         return z[rows].topk(top, dim=-1)
-    body = z[:, : n_blocks * s].view(z.size(0), s, n_blocks)
-    _, blocks = body.amax(dim=1)[rows].topk(top, dim=-1, sorted=False)
-    cols = (blocks[:, None, :] + torch.arange(s, device=z.device)[None, :, None] * n_blocks).reshape(rows.numel(), -1)
-    if n_blocks * s < n_cols:
-        rest = torch.arange(n_blocks * s, n_cols, device=z.device)
-        cols = torch.cat([cols, rest.expand(rows.numel(), -1)], dim=1)
-    vals, pos = torch.take(z, rows[:, None] * n_cols + cols).topk(top, dim=-1, sorted=False)
-    return vals, cols.gather(1, pos)
+    if block_max is None:
+        block_max = z[:, : n_blocks * s].view(z.size(0), s, n_blocks).amax(dim=1)
+    _, blocks = block_max[rows].topk(top, dim=-1, sorted=False)  # [R, T]
+    # candidate j * T + t is column blocks[:, t] + j * B, read straight from z
+    offsets = torch.arange(s, device=z.device) * n_blocks
+    flat = ((rows * n_cols)[:, None] + blocks)[:, None, :] + offsets[None, :, None]
+    cand = torch.take(z, flat.view(rows.numel(), -1))
+    if n_blocks * s < n_cols:  # the leftover columns are candidates too, after the blocks
+        cand = torch.cat([cand, z[rows, n_blocks * s:]], dim=1)
+    vals, pos = cand.topk(top, dim=-1, sorted=False)
+    in_block = pos < s * top
+    cols = blocks.gather(1, (pos % top).masked_fill_(~in_block, 0)) + (pos // top) * n_blocks
+    return vals, torch.where(in_block, cols, pos - s * top + n_blocks * s)
 
 
 class _LogitStatsFn(torch.autograd.Function):
@@ -89,11 +123,15 @@ class _LogitStatsFn(torch.autograd.Function):
             lse[sl] = torch.logsumexp(z, dim=-1)
             z_t[sl] = z.gather(-1, target[sl, None]).squeeze(-1)
             z_mean[sl] = z.mean(dim=-1)
-            z_max[sl], argmax[sl] = z.max(dim=-1)
+            if not z.is_cuda and k >= 2 * TOPK_BLOCK:  # the top-T below reuses the block maxima
+                z_max[sl], argmax[sl], block_max = _max_and_block_max(z)
+            else:
+                z_max[sl], argmax[sl] = z.max(dim=-1)
+                block_max = None
             if top:  # while the chunk is in cache: top-T of the correctly predicted rows
                 hit = (argmax[sl] == target[sl]).nonzero().squeeze(-1)
                 if hit.numel():
-                    top_logit[sl][hit], top_index[sl][hit] = _topk_of_rows(z, hit, top)
+                    top_logit[sl][hit], top_index[sl][hit] = _topk_of_rows(z, hit, top, block_max)
         z_extra = logits.gather(1, extra_index).to(dtype)
         ctx.save_for_backward(logits, target, lse, argmax, extra_index)
         ctx.mark_non_differentiable(argmax, top_logit, top_index)

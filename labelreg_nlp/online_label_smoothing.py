@@ -226,25 +226,26 @@ class OnlineLabelSmoothing(nn.Module):
         """Add entries (rows[i], idx[i, j], val[i, j]) to the slot accumulator, keeping the
         largest ``slots`` per row and moving what falls out into the row's tail mass."""
         k, slots = self.num_classes, self.acc_val.size(1)
+        key_dtype = torch.int32 if k * k < 2**31 else torch.int64  # int32 sorts twice as fast
         touched = torch.unique(rows)
         keys = torch.cat([
-            (touched[:, None] * k + self.acc_idx[touched].long()).reshape(-1),
-            (rows[:, None] * k + idx).reshape(-1),
+            (touched.to(key_dtype)[:, None] * k + self.acc_idx[touched].to(key_dtype)).reshape(-1),
+            (rows.to(key_dtype)[:, None] * k + idx.to(key_dtype)).reshape(-1),
         ])
         vals = torch.cat([self.acc_val[touched].reshape(-1), val.reshape(-1).float()])
         uniq, inverse = torch.unique(keys, return_inverse=True)  # sorted: grouped by row
         summed = torch.zeros(uniq.numel(), device=vals.device).index_add_(0, inverse, vals)
         row_of, col_of = uniq // k, uniq % k
-        position = torch.arange(uniq.numel(), device=uniq.device)
-        rank = position - torch.searchsorted(row_of, row_of)
         per_row = torch.bincount(row_of, minlength=k)
+        first_of_row = torch.cumsum(per_row, 0) - per_row  # entries are grouped by row
+        rank = torch.arange(uniq.numel(), device=uniq.device) - first_of_row[row_of]
         over = per_row[row_of] > slots
         if bool(over.any()):
             # rows with more entries than slots: rank them by value, largest first, in one sort
             # by (row, -value); bit patterns of non-negative float32 order like their values
             sub = over.nonzero().squeeze(-1)
             descending = 0x7FFFFFFF - (summed[sub] + 0.0).view(torch.int32).long()  # + 0.0: no -0.0
-            order = sub[torch.argsort((row_of[sub] << 31) | descending, stable=True)]
+            order = sub[torch.argsort((row_of[sub].long() << 31) | descending, stable=True)]
             r = row_of[order]
             rank[order] = torch.arange(order.numel(), device=r.device) - torch.searchsorted(r, r)
             dropped = rank >= slots

@@ -212,17 +212,18 @@ def test_two_processes_hold_the_soft_labels_of_one_process_over_all_batches(tmp_
         assert float((merged.soft_labels() - single.soft_labels()).abs().sum(-1).max()) <= 0.05
 
 
-def test_sparse_merge_keeps_the_largest_sums_per_row_and_moves_the_rest_to_the_tail():
+@pytest.mark.parametrize("k_classes", [40, 46000, 50000])  # merge keys: int32, int32 near its limit, int64
+def test_sparse_merge_keeps_the_largest_sums_per_row_and_moves_the_rest_to_the_tail(k_classes):
     """The slot accumulator after each merge: per row, the ``slots`` largest summed entries (ties
     included in the sum first), everything else in the tail, so mass is never lost."""
-    k_classes, topk = 40, 3  # 6 slots per row
+    topk = 3  # 6 slots per row
     ols = OnlineLabelSmoothing(k_classes, topk=topk)
     gen = torch.Generator().manual_seed(0)
     kept: dict[int, dict[int, float]] = {}
     tail = torch.zeros(k_classes, dtype=torch.float64)
     for _ in range(4):
-        rows = torch.randint(0, 5, (30,), generator=gen)
-        idx = torch.randint(0, 12, (30, topk), generator=gen)
+        rows = k_classes - 5 + torch.randint(0, 5, (30,), generator=gen)  # the largest keys
+        idx = k_classes - 12 + torch.randint(0, 12, (30, topk), generator=gen)
         val = torch.rand(30, topk, generator=gen)
         ols._merge(rows, idx, val)
         for r in rows.unique().tolist():  # reference: sum, keep the largest 6, rest to the tail
