@@ -304,16 +304,26 @@ def read_results(paths: Iterable[str | Path]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------- compare
 def compare_table(records: list[dict], order: Iterable[str] = ("none", "ls", "maxsup", "ols")) -> str:
-    """Markdown: criterion, runs, seeds, mean +- sample std of BLEU (the last result per
-    criterion and seed counts)."""
-    latest: dict[tuple[str, int | None], float] = {}
+    """Markdown, one row per criterion: runs, seeds, BLEU mean +- sample std, BLEU per seed, and
+    the means of seconds per epoch and best validation nll ("-" where no run recorded them).
+    The last result per (criterion, seed) counts."""
+    latest: dict[tuple[str, str], dict] = {}
     for record in records:
-        latest[(record["criterion"], record.get("seed"))] = float(record["bleu"])
+        latest[(record["criterion"], str(record.get("seed")))] = record
     names = [n for n in order if any(c == n for c, _ in latest)] + sorted({c for c, _ in latest} - set(order))
-    lines = ["| criterion | runs | seeds | BLEU (mean ± std) |", "|---|---|---|---|"]
+
+    def mean_of(runs: list[dict], key: str, fmt: str) -> str:
+        values = [float(r[key]) for r in runs if r.get(key) is not None]
+        return format(statistics.mean(values), fmt) if values else "-"
+
+    lines = ["| criterion | runs | seeds | BLEU (mean ± std) | BLEU per seed | s / epoch | best valid nll |",
+             "|---|---|---|---|---|---|---|"]
     for name in names:
-        scores = [b for (c, _), b in sorted(latest.items(), key=lambda kv: str(kv[0][1])) if c == name]
-        seeds = sorted(str(s) for c, s in latest if c == name)
+        seeds = sorted((s for c, s in latest if c == name), key=lambda s: (len(s), s))
+        runs = [latest[(name, s)] for s in seeds]
+        scores = [float(r["bleu"]) for r in runs]
         std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        lines.append(f"| {name} | {len(scores)} | {', '.join(seeds)} | {statistics.mean(scores):.2f} ± {std:.2f} |")
+        lines.append(f"| {name} | {len(runs)} | {', '.join(seeds)} | {statistics.mean(scores):.2f} ± {std:.2f} | "
+                     f"{', '.join(f'{b:.2f}' for b in scores)} | {mean_of(runs, 'seconds_per_epoch', '.1f')} | "
+                     f"{mean_of(runs, 'best_valid_nll', '.3f')} |")
     return "\n".join(lines)

@@ -74,16 +74,19 @@ def test_read_release_names_missing_and_malformed_files(tmp_path):
 def test_compare_table_mean_and_sample_std(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"criterion": "ls", "seed": 1, "bleu": 30.0}, {"criterion": "maxsup", "seed": 1, "bleu": 31.0}]))
+        {"criterion": "ls", "seed": 1, "bleu": 30.0, "seconds_per_epoch": 10.0, "best_valid_nll": 4.0},
+        {"criterion": "maxsup", "seed": 1, "bleu": 31.0}]))
     b.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"criterion": "ls", "seed": 2, "bleu": 32.0}, {"criterion": "maxsup", "seed": 2, "bleu": 31.5},
+        {"criterion": "ls", "seed": 2, "bleu": 32.0, "seconds_per_epoch": 13.0, "best_valid_nll": 4.5},
+        {"criterion": "maxsup", "seed": 2, "bleu": 31.5}, {"criterion": "maxsup", "seed": 10, "bleu": 28.0},
+        {"criterion": "maxsup", "seed": 10, "bleu": 33.0},  # a re-run: the last result counts
         {"criterion": "maxsup", "seed": 3, "bleu": 32.5}, {"criterion": "none", "seed": 1, "bleu": 29.0}]))
     table = compare_table(read_results([a, b])).splitlines()
-    assert table[2] == "| none | 1 | 1 | 29.00 ± 0.00 |"
-    assert table[3] == "| ls | 2 | 1, 2 | 31.00 ± 1.41 |"
-    assert table[4] == "| maxsup | 3 | 1, 2, 3 | 31.67 ± 0.76 |"
+    assert table[2] == "| none | 1 | 1 | 29.00 ± 0.00 | 29.00 | - | - |"
+    assert table[3] == "| ls | 2 | 1, 2 | 31.00 ± 1.41 | 30.00, 32.00 | 11.5 | 4.250 |"
+    assert table[4] == "| maxsup | 4 | 1, 2, 3, 10 | 32.00 ± 0.91 | 31.00, 31.50, 32.50, 33.00 | - | - |"
     result = _nmt("compare", str(a), str(b))
-    assert result.returncode == 0 and "| maxsup | 3 | 1, 2, 3 | 31.67 ± 0.76 |" in result.stdout
+    assert result.returncode == 0 and table[4] in result.stdout.splitlines()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"bleu": 1}\n')
     assert _nmt("compare", str(bad)).stderr.strip() == f"error: {bad}:1: a result needs 'criterion' and 'bleu'"
