@@ -123,7 +123,7 @@ class _LogitStatsFn(torch.autograd.Function):
             lse[sl] = torch.logsumexp(z, dim=-1)
             z_t[sl] = z.gather(-1, target[sl, None]).squeeze(-1)
             z_mean[sl] = z.mean(dim=-1)
-            if not z.is_cuda and k >= 2 * TOPK_BLOCK:  # the top-T below reuses the block maxima
+            if not z.is_cuda and k >= 2 * TOPK_BLOCK:  # CPU: faster than z.max; top-T reuses block_max
                 z_max[sl], argmax[sl], block_max = _max_and_block_max(z)
             else:
                 z_max[sl], argmax[sl] = z.max(dim=-1)
