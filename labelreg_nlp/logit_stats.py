@@ -51,6 +51,12 @@ def _row_slices(n_rows: int, n_classes: int) -> list[slice]:
 TOPK_BLOCK = 16
 
 
+def _block_max(z: Tensor) -> Tensor:
+    """Maxima [N, B] of the B = K // s strided blocks of each row (block j = columns j, j + B, ...)."""
+    n_blocks = z.size(1) // TOPK_BLOCK
+    return z[:, : n_blocks * TOPK_BLOCK].view(z.size(0), TOPK_BLOCK, n_blocks).amax(dim=1)
+
+
 def _max_and_block_max(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``z.max(-1)`` (row max and first arg-max, exactly) plus the maxima of the B = K // s
     strided blocks (block j = columns j, j + B, ...), for K >= 2 s.
@@ -63,7 +69,7 @@ def _max_and_block_max(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     n, k = z.shape
     s = TOPK_BLOCK
     n_blocks = k // s
-    block_max = z[:, : n_blocks * s].view(n, s, n_blocks).amax(dim=1)
+    block_max = _block_max(z)
     z_max = block_max.amax(dim=-1)
     holds = block_max == z_max[:, None]
     ambiguous = holds.sum(-1) != 1
@@ -95,7 +101,7 @@ def _topk_of_rows(z: Tensor, rows: Tensor, top: int, block_max: Tensor | None = 
     if n_blocks < 2 * top:  # too few blocks to gain anything
         return z[rows].topk(top, dim=-1)
     if block_max is None:
-        block_max = z[:, : n_blocks * s].view(z.size(0), s, n_blocks).amax(dim=1)
+        block_max = _block_max(z)
     _, blocks = block_max[rows].topk(top, dim=-1, sorted=False)  # [R, T]
     # candidate j * T + t is column blocks[:, t] + j * B, read straight from z
     offsets = torch.arange(s, device=z.device) * n_blocks
