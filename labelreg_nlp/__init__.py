@@ -1,31 +1,64 @@
 """labelreg_nlp: label-regularization losses for token logits with padding.
 
-The core (this package's top level) needs torch only; the fairseq, Hugging Face and vision
-adapters import their frameworks lazily.
+Layers, each a subpackage:
+
+* :mod:`labelreg_nlp.losses`: torch only; every formula, the method registry, :class:`TokenLoss`;
+* :mod:`labelreg_nlp.metrics`: torch only; calibration and selective-classification metrics;
+* :mod:`labelreg_nlp.integrations`: fairseq criteria and Hugging Face trainers (imported on use);
+* :mod:`labelreg_nlp.experiments`: what the repository's scripts use (corpora, pipelines).
+
+``import labelreg_nlp`` needs torch only. The Hugging Face names (``LabelRegTrainer``,
+``LabelRegSeq2SeqTrainer``, ``LabelRegArguments``, ``LabelRegLoss``) are importable from here
+too; transformers is imported on first use.
 """
 
-from .functional import (
+from typing import Any
+
+from .losses import (
+    METHODS,
+    ConstantSchedule,
+    LabelSmoothingLoss,
+    LinearSchedule,
     LossParts,
+    MaxSupLoss,
+    OnlineLabelSmoothing,
+    TokenLoss,
     check_alpha,
+    get_method,
     label_smoothing_loss,
     label_smoothing_parts,
+    make_schedule,
     maxsup_loss,
     maxsup_parts,
     smoothing_coefficient,
     soft_target_parts,
 )
 from .metrics import aurc, classification_report, excess_aurc, expected_calibration_error
-from .online_label_smoothing import OnlineLabelSmoothing
-from .schedules import ConstantSchedule, LinearSchedule, make_schedule
-from .token_loss import METHODS, TokenLoss
 
 __version__ = "0.1.0"
+
+_HF_NAMES = ("LabelRegArguments", "LabelRegLoss", "LabelRegSeq2SeqTrainer", "LabelRegTrainer")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HF_NAMES:
+        from .integrations import hf
+
+        return getattr(hf, name)
+    raise AttributeError(f"module 'labelreg_nlp' has no attribute {name!r}")
+
 
 __all__ = [
     "METHODS",
     "ConstantSchedule",
+    "LabelRegArguments",
+    "LabelRegLoss",
+    "LabelRegSeq2SeqTrainer",
+    "LabelRegTrainer",
+    "LabelSmoothingLoss",
     "LinearSchedule",
     "LossParts",
+    "MaxSupLoss",
     "OnlineLabelSmoothing",
     "TokenLoss",
     "aurc",
@@ -33,6 +66,7 @@ __all__ = [
     "classification_report",
     "excess_aurc",
     "expected_calibration_error",
+    "get_method",
     "label_smoothing_loss",
     "label_smoothing_parts",
     "make_schedule",

@@ -19,7 +19,7 @@ FAIRSEQ_COMMANDS = ("fairseq-train", "fairseq-generate", "fairseq-interactive", 
 
 def user_dir() -> str:
     """Absolute path of the packaged fairseq ``--user-dir`` that registers this package's criteria."""
-    return str(Path(__file__).resolve().parent / "fairseq_user_dir" / "labelreg_nlp_criterions")
+    return str(Path(__file__).resolve().parent / "integrations" / "fairseq_user_dir" / "labelreg_nlp_criterions")
 
 
 def fairseq_argv(command: str, args: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp import label_smoothing_loss  # noqa: E402
-from labelreg_nlp.online_label_smoothing import DEFAULT_TOPK, OnlineLabelSmoothing  # noqa: E402
+from labelreg_nlp.losses.online import DEFAULT_TOPK, OnlineLabelSmoothing  # noqa: E402
 
 
 def step_times(fns: list, logits: torch.Tensor, target: torch.Tensor, repeats: int) -> list[float]:

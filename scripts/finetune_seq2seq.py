@@ -35,10 +35,10 @@ from transformers import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labelreg_nlp.corpora import offline_de_en_pairs  # noqa: E402
-from labelreg_nlp.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
-from labelreg_nlp.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
-from labelreg_nlp.records import DataError, read_records, select_columns, split_records  # noqa: E402
+from labelreg_nlp.experiments.corpora import offline_de_en_pairs  # noqa: E402
+from labelreg_nlp.experiments.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
+from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
+from labelreg_nlp.experiments.records import DataError, read_records, select_columns, split_records  # noqa: E402
 
 SCRATCH = "scratch"
 

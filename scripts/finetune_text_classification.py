@@ -32,11 +32,11 @@ from transformers import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labelreg_nlp.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
-from labelreg_nlp.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
+from labelreg_nlp.experiments.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
+from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
 from labelreg_nlp.metrics import classification_report  # noqa: E402
-from labelreg_nlp.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
-from labelreg_nlp.records import SUFFIXES, DataError, read_records, select_columns, split_records  # noqa: E402
+from labelreg_nlp.experiments.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
+from labelreg_nlp.experiments.records import SUFFIXES, DataError, read_records, select_columns, split_records  # noqa: E402
 
 EMBEDDED_MODEL = "minilm"
 EMBEDDED_DATASET = "rotten_tomatoes"

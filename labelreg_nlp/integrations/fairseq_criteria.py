@@ -1,0 +1,362 @@
+"""fairseq criteria, one per registry method: ``ls_cross_entropy``, ``maxsup_cross_entropy``,
+``ols_cross_entropy`` (``none`` is ``ls_cross_entropy --label-smoothing 0``).
+
+Importing this module registers them with fairseq (it is the only place that does). fairseq finds
+them through ``--user-dir``: the repository's ``criterions/`` folder, or the folder printed by
+``labelreg-nlp user-dir`` for a pip install. Each criterion's options come from the method's
+registry entry (:data:`~labelreg_nlp.losses.registry.METHODS`, named as its
+:class:`~labelreg_nlp.losses.registry.FairseqNames` says); the math lives in
+:mod:`labelreg_nlp.losses`. This adapter only slices fairseq batches, picks ``sample_size``,
+follows fairseq's epochs and updates, and logs like fairseq's own ``label_smoothed_cross_entropy``
+(loss and nll_loss in base 2, ppl, accuracy) plus each method's own values.
+"""
+
+# No `from __future__ import annotations` here: fairseq reads the config dataclasses'
+# field types at runtime to build its command-line options.
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+# torch >= 2.6 loads with weights_only=True, which fairseq checkpoints (argparse/omegaconf objects)
+# cannot pass; fairseq-generate and --restore-file would fail. Only a default: a user's explicit
+# setting wins. Must run before fairseq loads a checkpoint, i.e. at --user-dir import time.
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+import torch  # noqa: E402
+from fairseq import utils  # noqa: E402
+from fairseq.criterions import FairseqCriterion, register_criterion  # noqa: E402
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass  # noqa: E402
+from fairseq.logging import metrics  # noqa: E402
+from omegaconf import II  # noqa: E402
+
+from ..losses.base import MethodLoss, ScheduledAlphaLoss  # noqa: E402
+from ..losses.parts import LossParts, check_alpha  # noqa: E402
+from ..losses.registry import METHODS, Method, Option  # noqa: E402
+
+LN2 = math.log(2.0)
+SCHEDULE_UNITS = ("epoch", "update")  # what a fairseq alpha schedule counts
+
+
+@dataclass
+class TokenCriterionConfig(FairseqDataclass):
+    """Options shared by every criterion of this package (same names as fairseq's)."""
+
+    report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
+    ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+class TokenCriterion(FairseqCriterion):
+    """Base: translate a fairseq sample into ``(logits, target, padding_idx)``, call the core,
+    return ``(summed loss, sample_size, logging_output)`` exactly as fairseq's criteria do."""
+
+    def __init__(self, task, sentence_avg: bool, ignore_prefix_size: int = 0, report_accuracy: bool = False):
+        super().__init__(task)
+        if ignore_prefix_size < 0:
+            raise ValueError(f"--ignore-prefix-size must be >= 0, got {ignore_prefix_size}")
+        self.sentence_avg = sentence_avg
+        self.ignore_prefix_size = ignore_prefix_size
+        self.report_accuracy = report_accuracy
+
+    # -- subclasses implement this ------------------------------------------------------------
+    def compute_parts(self, logits: torch.Tensor, target: torch.Tensor, keep_per_position: bool) -> LossParts:
+        raise NotImplementedError
+
+    def extra_logging(self, parts: LossParts, sample_size: int, target: torch.Tensor) -> dict[str, Any]:
+        return {}
+
+    # -- fairseq plumbing -----------------------------------------------------------------------
+    def logits_and_target(self, model, net_output, sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder logits ``[B, T, V]`` and targets ``[B, T]``, prefix removed.
+
+        Raw logits give the same numbers as fairseq's log-probs (log_softmax is idempotent) and
+        avoid a float32 [B*T, V] copy; adaptive softmax has no full-vocabulary logits, so it goes
+        through ``get_normalized_probs``.
+        """
+        if getattr(getattr(model, "decoder", None), "adaptive_softmax", None) is not None:
+            logits = model.get_normalized_probs(net_output, log_probs=True)
+        else:
+            logits = net_output[0]
+        target = model.get_targets(sample, net_output)
+        if self.ignore_prefix_size > 0:
+            logits = logits[:, self.ignore_prefix_size :, :]
+            target = target[:, self.ignore_prefix_size :]
+        return logits, target
+
+    def forward(self, model, sample, reduce: bool = True):
+        net_output = model(**sample["net_input"])
+        logits, target = self.logits_and_target(model, net_output, sample)
+        parts = self.compute_parts(logits, target, keep_per_position=not reduce)
+        loss = parts.loss if reduce else parts.per_position.reshape(-1)
+        sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            "loss": parts.loss.data,
+            "nll_loss": parts.nll.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["target"].size(0),
+            "sample_size": sample_size,
+            **self.extra_logging(parts, sample_size, target),
+        }
+        if self.report_accuracy:
+            logging_output["n_correct"] = utils.item(parts.ncorrect.data)
+            logging_output["total"] = utils.item(parts.ntokens.data)
+        return loss, sample_size, logging_output
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        """Aggregate logging outputs from data parallel training (fairseq's formulas)."""
+        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
+        nll_loss_sum = sum(log.get("nll_loss", 0) for log in logging_outputs)
+        ntokens = sum(log.get("ntokens", 0) for log in logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+
+        metrics.log_scalar("loss", loss_sum / sample_size / LN2, sample_size, round=3)
+        metrics.log_scalar("nll_loss", nll_loss_sum / ntokens / LN2, ntokens, round=3)
+        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+
+        total = utils.item(sum(log.get("total", 0) for log in logging_outputs))
+        if total > 0:
+            metrics.log_scalar("total", total)
+            n_correct = utils.item(sum(log.get("n_correct", 0) for log in logging_outputs))
+            metrics.log_scalar("n_correct", n_correct)
+            metrics.log_derived(
+                "accuracy",
+                lambda meters: round(meters["n_correct"].sum * 100.0 / meters["total"].sum, 3)
+                if meters["total"].sum > 0
+                else float("nan"),
+            )
+        cls.reduce_extra_metrics(logging_outputs, sample_size, ntokens)
+
+    @classmethod
+    def reduce_extra_metrics(cls, logging_outputs, sample_size, ntokens) -> None:
+        pass
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
+
+
+def follow_training_progress(task, on_epoch: Callable[[int], None], on_update: Callable[[int], None]) -> None:
+    """Call ``on_epoch(epoch)`` (1-based) and ``on_update(num_updates)`` as fairseq trains.
+
+    fairseq gives criteria no such hooks, but its Trainer calls ``task.begin_epoch(epoch, model)``
+    at every epoch start (resume included) and ``task.train_step(..., update_num, ...)`` at every
+    step, for any task; wrapping those bound methods on this task instance works for all tasks.
+    """
+    begin_epoch, train_step = task.begin_epoch, task.train_step
+
+    def begin_epoch_hook(epoch, model):
+        on_epoch(int(epoch))
+        return begin_epoch(epoch, model)
+
+    def train_step_hook(sample, model, criterion, optimizer, update_num, *args, **kwargs):
+        on_update(int(update_num))
+        return train_step(sample, model, criterion, optimizer, update_num, *args, **kwargs)
+
+    task.begin_epoch = begin_epoch_hook
+    task.train_step = train_step_hook
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a config field: ``maxsup_alpha`` -> ``--maxsup-alpha``."""
+    return "--" + name.replace("_", "-")
+
+
+def _option_field(method: Method, option: Option) -> tuple[str, Any, Any]:
+    """(name, type, dataclass field) of one registry option in fairseq's config."""
+    names = method.fairseq
+    default = names.defaults.get(option.name, option.default)
+    help_text = option.help + (f"; {option.valid}" if option.valid else "")
+    if option.choices:
+        kind: Any = ChoiceEnum(list(option.choices))
+    elif option.nullable and option.type is int:  # fairseq has no null on its command line
+        kind, default, help_text = int, 0 if default is None else default, help_text + "; 0 = the default"
+    elif option.nullable:
+        kind = Optional[option.type]
+    else:
+        kind = option.type
+    return names.field_name(option), kind, field(default=default, metadata={"help": help_text})
+
+
+def _config_fields(method: Method) -> list[tuple[str, Any, Any]]:
+    names = method.fairseq
+    out = [_option_field(method, option) for option in method.options]
+    if names.schedule:
+        out += [
+            (f"{names.prefix}alpha_end", Optional[float], field(default=None, metadata={
+                "help": "if set, alpha grows linearly to this value over the schedule horizon "
+                        "(MaxSup paper Appendix E: 0.1 -> 0.2)"})),
+            (f"{names.prefix}schedule_unit", ChoiceEnum(list(SCHEDULE_UNITS)), field(default="epoch", metadata={
+                "help": "count the schedule in epochs or in updates"})),
+            (f"{names.prefix}schedule_horizon", int, field(default=0, metadata={
+                "help": f"epochs/updates over which alpha goes from {flag(names.prefix + 'alpha')} to "
+                        f"{flag(names.prefix + 'alpha_end')}; 0 = --max-epoch or --max-update"})),
+            ("max_epoch", int, II("optimization.max_epoch")),
+            ("max_update", int, II("optimization.max_update")),
+        ]
+    if method.periodic:
+        out.append((f"{names.prefix}period_updates", int, field(default=0, metadata={
+            "help": f"end a {method.name.upper()} period every N updates; 0 = at every epoch boundary"})))
+    return out
+
+
+class MethodCriterion(TokenCriterion):
+    """The criterion of one registry method (subclasses set :attr:`method`).
+
+    ``__init__(task, sentence_avg, *options, **options)`` takes the config fields by name (or the
+    method's options positionally, in registry order: ``ls_cross_entropy(task, False, 0.1)``).
+    The method's module is a submodule named after the method (``criterion.ols``), so its state
+    is in ``state_dict()``; a stateful method without parameters gets an empty parameter, because
+    fairseq checkpoints a criterion's state only when it has one.
+    """
+
+    method: ClassVar[Method]
+    config_class: ClassVar[type]
+
+    def __init__(self, task, sentence_avg, *args, ignore_prefix_size=0, report_accuracy=False, **given):
+        super().__init__(task, sentence_avg, ignore_prefix_size, report_accuracy)
+        spec, names = self.method, self.method.fairseq
+        positional = [names.field_name(o) for o in spec.options]
+        if len(args) > len(positional):
+            raise TypeError(f"{names.criterion} takes at most {len(positional)} option arguments, got {len(args)}")
+        given.update(zip(positional, args))
+        known = {name for name, _, _ in _config_fields(spec)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise TypeError(f"{names.criterion} has no option {flag(unknown[0])}")
+        core = {}
+        for option in spec.options:
+            name = names.field_name(option)
+            value = given.get(name, names.defaults.get(option.name, option.default))
+            if option.nullable and option.type is int and value == 0:
+                value = None
+            elif option.choices:
+                value = str(value)
+            core[option.name] = option.check(value, flag(name)) if option.check else value
+        self.unit, schedule = "epoch", {}
+        if names.schedule:
+            schedule = self._schedule(given, core["alpha"])
+        num_classes = len(task.target_dictionary)
+        module = spec.build(num_classes, **schedule, **core) if spec.scheduled else spec.build(num_classes, **core)
+        self.add_module(spec.name, module)
+        self.period_updates = 0
+        if spec.periodic:
+            self.period_updates = int(given.get(f"{names.prefix}period_updates", 0))
+            if self.period_updates < 0:
+                raise ValueError(f"{flag(names.prefix + 'period_updates')} must be >= 0, got {self.period_updates}")
+            # epoch whose accumulation is pending, last update that ended a period: saved with the state
+            self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
+            self.register_buffer("last_period_update", torch.zeros((), dtype=torch.long))
+        if next(module.buffers(), None) is not None and next(module.parameters(), None) is None:
+            # added to the loss times zero, so DDP and the optimizer see it used
+            self.checkpoint_anchor = torch.nn.Parameter(torch.zeros(0))
+        if names.schedule or spec.periodic:
+            follow_training_progress(task, self.on_epoch, self.on_update)
+
+    def _schedule(self, given: dict, alpha: float) -> dict:
+        """alpha_end and horizon from the schedule options; the horizon defaults to --max-epoch/--max-update."""
+        prefix = self.method.fairseq.prefix
+        alpha_end = given.get(f"{prefix}alpha_end")
+        if alpha_end is not None:
+            alpha_end = check_alpha(alpha_end, flag(f"{prefix}alpha_end"))
+        self.unit = str(given.get(f"{prefix}schedule_unit", "epoch"))
+        horizon = int(given.get(f"{prefix}schedule_horizon", 0)) or int(given.get(f"max_{self.unit}", 0) or 0)
+        if alpha_end is not None and alpha_end != alpha and not horizon:
+            raise ValueError(f"{flag(prefix + 'alpha_end')}={alpha_end} needs a horizon: set "
+                             f"{flag(prefix + 'schedule_horizon')} or --max-{self.unit}")
+        return {"alpha_end": alpha_end, "schedule_horizon": horizon or None}
+
+    @classmethod
+    def build_criterion(cls, cfg, task):
+        """What fairseq calls: every config field by name (fairseq's default inspects
+        ``__init__``'s signature, which takes the options as keywords)."""
+        names = [f.name for f in dataclasses.fields(cls.config_class) if not f.name.startswith("_")]
+        return cls(task, **{name: getattr(cfg, name) for name in names if hasattr(cfg, name)})
+
+    @property
+    def method_loss(self) -> MethodLoss:
+        return self._modules[self.method.name]
+
+    @property
+    def alpha(self) -> float:
+        """The weight at the current epoch/update (0 for methods without one)."""
+        module = self.method_loss
+        return module.alpha if isinstance(module, ScheduledAlphaLoss) else 0.0
+
+    def on_epoch(self, epoch: int) -> None:
+        """fairseq begins ``epoch`` (1-based; again on resume): move the schedule, end a period."""
+        if self.unit == "epoch":
+            self.method_loss.set_progress(epoch - 1)
+        if self.method.periodic:
+            if self.period_updates == 0 and 0 < int(self.current_epoch) < epoch:
+                self.method_loss.end_period()
+            self.current_epoch.fill_(epoch)
+
+    def on_update(self, num_updates: int) -> None:
+        """fairseq runs update ``num_updates``: move the schedule, end a period every N updates."""
+        if self.unit == "update":
+            self.method_loss.set_progress(num_updates)
+        if (self.method.periodic and self.period_updates and num_updates > 0
+                and num_updates % self.period_updates == 0 and num_updates != int(self.last_period_update)):
+            self.method_loss.end_period()
+            self.last_period_update.fill_(num_updates)
+
+    def compute_parts(self, logits, target, keep_per_position):
+        module = self.method_loss
+        module.train(self.training)
+        return module.parts(logits, target, self.padding_idx, keep_per_position)
+
+    def forward(self, model, sample, reduce: bool = True):
+        loss, sample_size, logging_output = super().forward(model, sample, reduce)
+        anchor = getattr(self, "checkpoint_anchor", None)
+        return (loss if anchor is None else loss + 0.0 * anchor.sum()), sample_size, logging_output
+
+    def extra_logging(self, parts, sample_size, target):
+        names, module = self.method.fairseq, self.method_loss
+        out: dict[str, Any] = {}
+        if names.penalty_log:
+            out[names.penalty_log] = parts.penalty.data
+        # weighted by sample_size so that summed logging outputs still average correctly
+        if names.schedule:
+            out["alpha"] = self.alpha * sample_size
+        out.update({key: value * sample_size for key, value in module.log_values().items()})
+        with torch.no_grad():
+            out.update(module.target_log_sums(target[target != self.padding_idx]))
+        return out
+
+    @classmethod
+    def reduce_extra_metrics(cls, logging_outputs, sample_size, ntokens) -> None:
+        names, module = cls.method.fairseq, cls.method.module
+
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        if names.penalty_log:
+            # base 2 and per token like nll_loss, so loss ~= nll_loss + alpha * penalty in the logs
+            metrics.log_scalar(names.penalty_log, total(names.penalty_log) / max(ntokens, 1) / LN2, ntokens, round=3)
+        for key in (("alpha",) if names.schedule else ()) + module.LOG_VALUES:
+            metrics.log_scalar(key, total(key) / max(sample_size, 1), sample_size, round=4)
+        for key in module.TARGET_LOG_SUMS:
+            metrics.log_scalar(key, total(key) / max(ntokens, 1), ntokens, round=4)
+
+
+def _register(method: Method) -> type:
+    """Create and register the config dataclass and criterion class of ``method``."""
+    names = method.fairseq
+    title = "".join(part.title() for part in names.criterion.split("_"))
+    config = dataclasses.make_dataclass(f"{title}Config", _config_fields(method), bases=(TokenCriterionConfig,))
+    config.__module__ = __name__
+    criterion = type(f"{title}Criterion", (MethodCriterion,), {
+        "method": method, "config_class": config, "__module__": __name__,
+        "__doc__": f"{method.title}: ``{method.formula}`` per non-padding token.",
+    })
+    register_criterion(names.criterion, dataclass=config)(criterion)
+    return criterion
+
+
+CRITERIA = {m.fairseq.criterion: _register(m) for m in METHODS.values() if m.fairseq.alias_of is None}
+LSCrossEntropyCriterion = CRITERIA["ls_cross_entropy"]
+MaxSupCrossEntropyCriterion = CRITERIA["maxsup_cross_entropy"]
+OLSCrossEntropyCriterion = CRITERIA["ols_cross_entropy"]

@@ -1,0 +1,297 @@
+"""Hugging Face adapter: ``Trainer`` subclasses, a ``compute_loss_func`` callable and a callback.
+
+One-line swap::
+
+    trainer = LabelRegTrainer(model=model, args=args, train_dataset=ds, method="maxsup", alpha=0.1)
+
+The loss is :class:`~labelreg_nlp.losses.token_loss.TokenLoss` over the model's logits (``[N, K]``
+for sequence classification, ``[N, T, V]`` for token-level models; causal LMs shifted so position
+t predicts label t+1), ``-100`` labels left out of every term, and the summed loss divided by the
+Trainer's ``num_items_in_batch`` (the non-ignored labels of the whole accumulated batch, over all
+processes) when it passes one, else by this micro-batch's non-ignored labels. That makes
+gradient accumulation exact, as with the models' own losses.
+
+The alpha schedule follows ``state.epoch`` or ``state.global_step``; periods of stateful methods
+(OLS) end at each epoch end (or every N optimizer steps), are all-reduced across processes by
+``torch.distributed``, and the state is saved in every checkpoint directory
+(``labelreg_state.pt``) and read back by ``trainer.train(resume_from_checkpoint=...)``.
+
+:class:`LabelRegArguments` is built from the method registry: one field per option of every
+method (``labelreg-nlp methods`` lists them), readable by ``HfArgumentParser``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, field, fields, make_dataclass
+from typing import Any, Literal, Optional
+
+import torch
+from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..losses.registry import ALPHA, METHODS, Method, Option, flat_options, get_method
+from ..losses.token_loss import TokenLoss
+
+STATE_FILE = "labelreg_state.pt"
+IGNORE_INDEX = -100
+SCHEDULE_UNITS = ("epoch", "step")  # what the alpha schedule counts: epochs or optimizer steps
+
+
+def _period_field(method: Method) -> str:
+    return f"{method.prefix}period_steps"
+
+
+def _field_type(option: Option) -> Any:
+    kind: Any = Literal[option.choices] if option.choices else option.type
+    return Optional[kind] if option.nullable else kind  # noqa: UP045 (a runtime type for HfArgumentParser)
+
+
+def _argument_fields() -> list[tuple[str, Any, Any]]:
+    """(name, type, field) of every LabelRegArguments field, in registry order."""
+    names = ", ".join(f"{m.name} ({m.title})" for m in METHODS.values())
+    out: list[tuple[str, Any, Any]] = [
+        ("method", Literal[tuple(METHODS)], field(default="ls", metadata={"help": names})),
+        ("alpha", float, field(default=ALPHA.default, metadata={"help": f"{ALPHA.help}; {ALPHA.valid}"})),
+        ("alpha_end", Optional[float], field(default=None, metadata={  # noqa: UP045
+            "help": "if set, alpha goes linearly from --alpha to this value over the schedule horizon"})),
+        ("schedule_unit", Literal[SCHEDULE_UNITS], field(default="epoch", metadata={
+            "help": "what the alpha schedule counts: epochs (state.epoch) or optimizer steps (state.global_step)"})),
+        ("schedule_horizon", Optional[int], field(default=None, metadata={  # noqa: UP045
+            "help": "schedule length in its unit (default: the run's number of epochs, or its max steps)"})),
+    ]
+    for method in METHODS.values():
+        for flat, option in method.flat_options().items():
+            if flat != "alpha":
+                valid = f"; {option.valid}" if option.valid else ""
+                out.append((flat, _field_type(option), field(default=option.default, metadata={
+                    "help": f"{method.name}: {option.help}{valid}"})))
+        if method.periodic:
+            out.append((_period_field(method), int, field(default=0, metadata={
+                "help": f"{method.name}: period in optimizer steps; 0 = one epoch"})))
+    return out
+
+
+def _check_arguments(self: Any) -> None:
+    get_method(self.method)
+    if self.schedule_unit not in SCHEDULE_UNITS:
+        raise ValueError(f"schedule_unit must be one of {SCHEDULE_UNITS}, got {self.schedule_unit!r}")
+    for flat, option in flat_options().items():
+        if option.choices and getattr(self, flat) not in option.choices:
+            raise ValueError(f"{flat} must be one of {option.choices}, got {getattr(self, flat)!r}")
+    for method in METHODS.values():
+        if method.periodic and int(getattr(self, _period_field(method))) < 0:
+            raise ValueError(f"{_period_field(method)} must be >= 0, got {getattr(self, _period_field(method))!r}")
+    if self.schedule_horizon is not None and int(self.schedule_horizon) < 1:
+        raise ValueError(f"schedule_horizon must be >= 1, got {self.schedule_horizon!r}")
+
+
+def _build_loss(self: Any, num_classes: int | None) -> TokenLoss:
+    """The :class:`TokenLoss` these arguments describe, ignoring ``-100`` labels."""
+    options = {flat: getattr(self, flat) for flat in flat_options() if flat != "alpha"}
+    return TokenLoss(self.method, self.alpha, alpha_end=self.alpha_end, schedule_horizon=self.schedule_horizon,
+                     num_classes=num_classes, ignore_index=IGNORE_INDEX, **options)
+
+
+def _period_steps(self: Any) -> int:
+    """Optimizer steps per period of the chosen method (0: one epoch, or no periods)."""
+    method = get_method(self.method)
+    return int(getattr(self, _period_field(method))) if method.periodic else 0
+
+
+LabelRegArguments = make_dataclass(
+    "LabelRegArguments", _argument_fields(),
+    namespace={"__post_init__": _check_arguments, "build_loss": _build_loss, "period_steps": _period_steps,
+               "__module__": __name__,
+               "__doc__": "Label-regularization options, readable by ``HfArgumentParser`` next to "
+                          "``TrainingArguments``; one field per registry option (``--method --alpha "
+                          "--alpha_end --schedule_unit --schedule_horizon --convention --ols_topk ...``)."},
+)
+
+
+def _logits_of(outputs: Any) -> torch.Tensor:
+    if isinstance(outputs, dict):
+        return outputs["logits"]
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+class LabelRegLoss:
+    """A ``compute_loss_func``-style callable: ``loss(outputs, labels, num_items_in_batch=None)``.
+
+    For a plain ``Trainer``::
+
+        loss = LabelRegLoss(LabelRegArguments(method="ols"), num_classes=model.config.num_labels)
+        Trainer(..., compute_loss_func=loss, callbacks=[loss.callback()])
+
+    (The callback moves the schedule and ends OLS periods; checkpointing the OLS state needs
+    :class:`LabelRegTrainer`, or :meth:`save` / :meth:`load` by hand.)
+    ``shift_labels``: compare logits at t with labels at t + 1 (causal LMs).
+    """
+
+    def __init__(self, args: LabelRegArguments | None = None, *, num_classes: int | None = None,
+                 shift_labels: bool = False) -> None:
+        self.args = args or LabelRegArguments()
+        self.shift_labels = bool(shift_labels)
+        self.token_loss = self.args.build_loss(num_classes)
+        self.token_loss.train(False)  # the callback or the trainer switches it on for training steps
+
+    def __call__(self, outputs: Any, labels: torch.Tensor | None, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("LabelRegLoss needs the batch's labels; the inputs had no 'labels'")
+        logits = _logits_of(outputs)
+        if self.shift_labels:
+            # pad-and-shift the labels instead of slicing the logits: no copy of [B, T, V]
+            labels = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+        self.token_loss.to(logits.device)
+        return self.token_loss(logits, labels.to(logits.device), num_items_in_batch)
+
+    @property
+    def method(self) -> str:
+        return self.token_loss.method
+
+    def callback(self) -> LabelRegCallback:
+        return LabelRegCallback(self)
+
+    def log_values(self) -> dict[str, float]:
+        """What the trainers add to each training log line (``labelreg_alpha``, OLS counters)."""
+        return self.token_loss.log_values()
+
+    def save(self, directory: str | os.PathLike) -> None:
+        state = {"method": self.method, "progress": self.token_loss.progress,
+                 "state": self.token_loss.state_dict()}
+        torch.save(state, os.path.join(directory, STATE_FILE))
+
+    def load(self, directory: str | os.PathLike) -> None:
+        path = os.path.join(directory, STATE_FILE)
+        if not os.path.isfile(path):
+            if not self.token_loss.state_dict():
+                return  # stateless methods rebuild their schedule position from the trainer state
+            raise FileNotFoundError(
+                f"{path} not found: this checkpoint holds no {self.method.upper()} state to resume from")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved["method"] != self.method:
+            raise ValueError(f"{path} was saved for method {saved['method']!r}, this trainer uses {self.method!r}")
+        self.token_loss.load_state_dict(saved["state"])
+        self.token_loss.set_progress(saved["progress"])
+
+
+class LabelRegCallback(TrainerCallback):
+    """Moves the alpha schedule with the trainer and ends the periods of stateful methods (OLS)."""
+
+    def __init__(self, loss: LabelRegLoss) -> None:
+        self.loss = loss
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        token_loss, options = self.loss.token_loss, self.loss.args
+        if token_loss.alpha_end is not None and token_loss.schedule_horizon is None:
+            total = math.ceil(state.num_train_epochs) if options.schedule_unit == "epoch" else state.max_steps
+            token_loss.schedule_horizon = max(1, int(total))
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.loss.args.schedule_unit == "epoch":
+            self.loss.token_loss.set_progress(math.floor((state.epoch or 0.0) + 1e-9))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.loss.args.schedule_unit == "step":
+            self.loss.token_loss.set_progress(state.global_step)
+        self.loss.token_loss.train(True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.loss.token_loss.train(False)
+        period = self.loss.args.period_steps()
+        if period and state.global_step % period == 0:
+            self.loss.token_loss.end_period()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.loss.token_loss.train(False)
+        if not self.loss.args.period_steps():
+            self.loss.token_loss.end_period()
+
+
+def _num_classes(model: torch.nn.Module) -> int | None:
+    """Vocabulary size for token-level models, ``config.num_labels`` for classification heads."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and getattr(head, "weight", None) is not None:
+        return int(head.weight.shape[0])
+    config = getattr(model, "config", None)
+    return getattr(config, "num_labels", None)
+
+
+def _is_causal_lm(model: torch.nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    return type(model).__name__ in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+
+
+class LabelRegTrainerMixin:
+    """What :class:`LabelRegTrainer` and :class:`LabelRegSeq2SeqTrainer` add to their base.
+
+    Keyword arguments: ``labelreg_args`` (a :class:`LabelRegArguments`) and/or any of its fields
+    (``method="maxsup", alpha=0.1, ...``) to override them; ``num_classes`` and ``shift_labels``
+    when they cannot be read from the model.
+    """
+
+    def __init__(self, *args: Any, labelreg_args: LabelRegArguments | None = None,
+                 num_classes: int | None = None, shift_labels: bool | None = None, **kwargs: Any) -> None:
+        names = {f.name for f in fields(LabelRegArguments)}
+        overrides = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError("LabelRegTrainer computes the loss itself; do not pass compute_loss_func")
+        options = LabelRegArguments(**{**asdict(labelreg_args or LabelRegArguments()), **overrides})
+        super().__init__(*args, **kwargs)
+        if self.args.label_smoothing_factor:
+            raise ValueError(
+                f"label_smoothing_factor={self.args.label_smoothing_factor} would smooth twice; "
+                "set it to 0 and use method='ls' with alpha instead"
+            )
+        model = self.model
+        if model is None:
+            raise ValueError("LabelRegTrainer needs a model (model_init is not supported)")
+        if num_classes is None:
+            num_classes = _num_classes(model)
+        if shift_labels is None:
+            shift_labels = _is_causal_lm(model)
+        self.labelreg_loss = LabelRegLoss(options, num_classes=num_classes, shift_labels=shift_labels)
+        # As a compute_loss_func, the base Trainer counts num_items_in_batch for it (over all
+        # micro-batches and processes) and rescales for average_tokens_across_devices.
+        self.compute_loss_func = self.labelreg_loss
+        self.add_callback(self.labelreg_loss.callback())
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self.labelreg_loss.token_loss.train(model.training)
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        # normalized by the whole accumulated batch, or by this micro-batch only
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        return result
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            directory = output_dir or self.args.output_dir
+            os.makedirs(directory, exist_ok=True)
+            self.labelreg_loss.save(directory)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        checkpoint = resume_from_checkpoint
+        if isinstance(checkpoint, bool) and checkpoint:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if isinstance(checkpoint, (str, os.PathLike)):
+            self.labelreg_loss.load(checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if "loss" in logs:  # training log lines
+            logs.update(self.labelreg_loss.log_values())
+        super().log(logs, *args, **kwargs)
+
+
+class LabelRegTrainer(LabelRegTrainerMixin, Trainer):
+    """``transformers.Trainer`` with a label-regularized loss (see the module docstring)."""
+
+
+class LabelRegSeq2SeqTrainer(LabelRegTrainerMixin, Seq2SeqTrainer):
+    """``transformers.Seq2SeqTrainer`` with a label-regularized loss (see the module docstring)."""

@@ -1,0 +1,99 @@
+"""The interface every method's loss module implements, so adapters can treat them alike.
+
+A method module is an ``nn.Module``: its state (buffers, learnable parameters) goes through
+``state_dict()`` and ``.to(device)`` as usual. Adapters call:
+
+* :meth:`MethodLoss.parts` on each batch (``logits [..., K]``, ``target [...]``);
+* :meth:`MethodLoss.set_progress` at each epoch or update (the alpha schedule reads it);
+* :meth:`MethodLoss.end_period` at the end of each period (Online Label Smoothing's epoch);
+* :meth:`MethodLoss.log_values` for what to add to a log line.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .parts import LossParts, Reduction, check_alpha, check_reduction
+from .schedules import make_schedule
+
+
+class MethodLoss(nn.Module):
+    """Base class of the method modules. ``forward`` reduces :meth:`parts`."""
+
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+              keep_per_position: bool = False) -> LossParts:
+        """Summed loss terms over the positions whose target is not ``ignore_index``.
+
+        Args:
+            logits: ``[..., K]``, any float dtype.
+            target: ``[...]`` integer class indices.
+            ignore_index: target value of positions to leave out of every term.
+            keep_per_position: also return the loss per position (for ``reduction="none"``).
+
+        Returns:
+            :class:`~labelreg_nlp.losses.parts.LossParts`.
+        """
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+                reduction: Reduction = "mean") -> Tensor:
+        """The loss reduced by ``reduction`` (``"mean"`` over non-ignored positions, ``"sum"``,
+        ``"none"``)."""
+        check_reduction(reduction)
+        return self.parts(logits, target, ignore_index, keep_per_position=reduction == "none").reduce(reduction)
+
+    def set_progress(self, step: int) -> None:
+        """Set the 0-based epoch or update that schedules read; no-op by default."""
+
+    def end_period(self) -> None:
+        """End a period of a stateful method (all-reduced under torch.distributed); no-op by default."""
+
+    #: keys of :meth:`log_values` (adapters that sum logs over workers average them by batch size)
+    LOG_VALUES: tuple[str, ...] = ()
+    #: keys of :meth:`target_log_sums` (averaged over target positions)
+    TARGET_LOG_SUMS: tuple[str, ...] = ()
+
+    def log_values(self) -> dict[str, float]:
+        """Scalars worth logging next to the loss, keyed as in :attr:`LOG_VALUES` (none by default)."""
+        return {}
+
+    def target_log_sums(self, target: Tensor) -> dict[str, Tensor]:
+        """Sums over the non-ignored ``target`` classes ``[N]`` of per-position quantities worth
+        logging, keyed as in :attr:`TARGET_LOG_SUMS` (none by default)."""
+        return {}
+
+
+class ScheduledAlphaLoss(MethodLoss):
+    """A method whose weight ``alpha`` may follow a linear schedule.
+
+    Args:
+        alpha: the weight in [0, 1] (at progress 0 when scheduled).
+        alpha_end: with a horizon, alpha goes linearly from ``alpha`` to ``alpha_end`` over
+            ``schedule_horizon`` progress steps (MaxSup's 0.1 -> 0.2).
+        schedule_horizon: number of progress steps (epochs or updates); may be left ``None``
+            and set on the attribute before the first loss (the Hugging Face trainer does).
+    """
+
+    def __init__(self, alpha: float = 0.1, *, alpha_end: float | None = None,
+                 schedule_horizon: int | None = None) -> None:
+        super().__init__()
+        self.alpha_start = check_alpha(alpha)
+        self.alpha_end = None if alpha_end is None else check_alpha(alpha_end, "alpha_end")
+        self.schedule_horizon = schedule_horizon
+        if schedule_horizon is not None:
+            make_schedule(alpha, alpha_end, schedule_horizon)  # validates the horizon now
+        self.progress = 0
+
+    @property
+    def alpha(self) -> float:
+        """The weight at the current progress step."""
+        return make_schedule(self.alpha_start, self.alpha_end, self.schedule_horizon)(self.progress)
+
+    def set_progress(self, step: int) -> None:
+        self.progress = int(step)
+
+    def extra_repr(self) -> str:
+        if self.alpha_end is None or self.alpha_end == self.alpha_start:
+            return f"alpha={self.alpha_start}"
+        horizon = "unset" if self.schedule_horizon is None else self.schedule_horizon
+        return f"alpha={self.alpha_start} -> {self.alpha_end} over {horizon} steps, progress={self.progress}"

@@ -1,0 +1,160 @@
+"""Max Suppression (MaxSup): ``CE(y, softmax z) + alpha * (max_k z_k - mean_k z_k)``.
+
+From "MaxSup: Overcoming Representation Collapse in Label Smoothing" (Zhou et al., arXiv
+2502.15798), Algorithm 1. No detach: the gradient reaches the arg-max logit (the first one on
+ties) and, through the mean, every logit (Appendix C). With soft targets (Mixup / CutMix, Eq. 5)
+the CE term is ``sum_k -t_k log p_k``. The authors grow alpha linearly over training,
+0.1 -> 0.2 (Appendix E): give ``alpha_end`` and a horizon.
+
+Ties: with several equal maxima the penalty's gradient goes to the first arg-max (``torch.max``);
+the authors' ``topk(1)`` may pick another one of them. The loss value is the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import ScheduledAlphaLoss
+from .logit_stats import logit_stats
+from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts
+
+
+def maxsup_parts(
+    logits: Tensor,
+    target: Tensor,
+    alpha: float,
+    *,
+    ignore_index: int | None = None,
+    keep_per_position: bool = False,
+) -> LossParts:
+    """MaxSup with integer targets as :class:`~labelreg_nlp.losses.parts.LossParts`.
+
+    Args:
+        logits: ``[..., K]``, any float dtype.
+        target: ``[...]`` integer class indices.
+        alpha: suppression weight in [0, 1].
+        ignore_index: target value of positions left out of every term.
+        keep_per_position: also keep the loss per position.
+
+    Returns:
+        Summed ``loss``, ``nll``, ``penalty`` (sum of ``z_max - mean z``), ``ntokens``, ``ncorrect``.
+
+    Example:
+        >>> import torch
+        >>> parts = maxsup_parts(torch.tensor([[0.0, 3.0, 0.0]]), torch.tensor([0]), 0.1)
+        >>> float(parts.penalty)  # z_max - mean z = 3 - 1
+        2.0
+    """
+    alpha = check_alpha(alpha)
+    return gap_parts(logits, target, ignore_index, alpha, "max", keep_per_position)
+
+
+def soft_target_parts(
+    logits: Tensor, target: Tensor, alpha: float, *, keep_per_position: bool = False
+) -> LossParts:
+    """``sum_k -t_k log p_k + alpha * (z_max - mean z)`` for soft targets ``t`` ``[..., K]``.
+
+    Args:
+        logits: ``[..., K]``, any float dtype.
+        target: ``[..., K]`` finite, non-negative weights (rows of Mixup / CutMix targets).
+        alpha: suppression weight in [0, 1].
+        keep_per_position: also keep the loss per row.
+
+    Returns:
+        :class:`~labelreg_nlp.losses.parts.LossParts`; ``nll`` is the soft cross-entropy and
+        ``ncorrect`` counts rows whose arg-max is ``argmax t``.
+
+    Example:
+        >>> import torch
+        >>> t = torch.tensor([[0.7, 0.3, 0.0]])
+        >>> parts = soft_target_parts(torch.zeros(1, 3), t, 0.1)
+        >>> round(float(parts.nll), 4)  # log 3: uniform prediction
+        1.0986
+    """
+    alpha = check_alpha(alpha)
+    if tuple(target.shape) != tuple(logits.shape):
+        raise ValueError(
+            f"soft target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}"
+        )
+    if not bool(torch.isfinite(target).all()) or bool((target < 0).any()):
+        raise ValueError("soft targets must be finite and non-negative")
+    k = logits.size(-1)
+    flat_logits = logits.reshape(-1, k)
+    flat_t = target.reshape(-1, k)
+    hard = flat_t.argmax(dim=-1)
+    stats = logit_stats(flat_logits, hard)
+    # sum_k t_k (lse - z_k); the t . z term is linear, so autograd over it is cheap.
+    flat_t = flat_t.to(stats.lse.dtype)
+    nll = flat_t.sum(-1) * stats.lse - (flat_t * flat_logits.to(stats.lse.dtype)).sum(-1)
+    penalty = stats.z_max - stats.z_mean
+    per_position = nll + alpha * penalty
+    return LossParts(
+        loss=per_position.sum(),
+        nll=nll.sum(),
+        penalty=penalty.sum(),
+        ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
+        ncorrect=(stats.argmax == hard).sum(),
+        per_position=per_position.view(target.shape[:-1]) if keep_per_position else None,
+    )
+
+
+def maxsup_loss(
+    logits: Tensor,
+    target: Tensor,
+    alpha: float,
+    *,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Max Suppression: ``CE(target, softmax z) + alpha * (max_k z_k - mean_k z_k)``.
+
+    Args:
+        logits: ``[..., K]``, any float dtype.
+        target: class indices ``[...]`` or a soft distribution ``[..., K]`` (Mixup / CutMix).
+        alpha: suppression weight in [0, 1].
+        ignore_index: integer targets only: positions left out of every term.
+        reduction: ``"mean"`` over non-ignored positions, ``"sum"`` or ``"none"``.
+
+    Returns:
+        The reduced loss.
+
+    Example:
+        >>> import torch
+        >>> logits = torch.tensor([[0.0, 3.0, 0.0]])
+        >>> ce = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
+        >>> torch.allclose(maxsup_loss(logits, torch.tensor([0]), 0.1), ce + 0.1 * 2.0)
+        True
+    """
+    check_reduction(reduction)
+    return _any_target_parts(logits, target, alpha, ignore_index, reduction == "none").reduce(reduction)
+
+
+def _any_target_parts(logits: Tensor, target: Tensor, alpha: float, ignore_index: int | None,
+                      keep_per_position: bool) -> LossParts:
+    """:func:`soft_target_parts` for float targets, :func:`maxsup_parts` for class indices."""
+    if target.is_floating_point():
+        if ignore_index is not None:
+            raise ValueError("ignore_index applies to integer targets only, not soft targets")
+        return soft_target_parts(logits, target, alpha, keep_per_position=keep_per_position)
+    return maxsup_parts(logits, target, alpha, ignore_index=ignore_index, keep_per_position=keep_per_position)
+
+
+class MaxSupLoss(ScheduledAlphaLoss):
+    """MaxSup as a module (the ``maxsup`` method); integer or soft targets.
+
+    Args:
+        alpha: suppression weight in [0, 1].
+        alpha_end, schedule_horizon: optional linear schedule of alpha (Appendix E: 0.1 -> 0.2).
+
+    Example:
+        >>> import torch
+        >>> loss = MaxSupLoss(0.1, alpha_end=0.2, schedule_horizon=3)
+        >>> loss.set_progress(2)
+        >>> loss.alpha
+        0.2
+    """
+
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+              keep_per_position: bool = False) -> LossParts:
+        return _any_target_parts(logits, target, self.alpha, ignore_index, keep_per_position)

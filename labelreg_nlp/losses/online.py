@@ -1,0 +1,260 @@
+"""Online Label Smoothing (OLS): soft labels learned from the model's own correct predictions.
+
+From "Delving Deep into Label Smoothing" (Zhang et al., IEEE TIP 2021, arXiv 2011.12562),
+Algorithm 1. Per class ``y`` a soft label ``S[y]`` (a distribution over the K classes) is
+learned during the previous period (an epoch, or N updates):
+
+    loss_i   = w_hard * CE(onehot(y_i), p_i) + w_soft * CE(S[y_i], p_i)          (Eq. 4)
+    S'[y]   += softmax(z_i)   for every position with argmax z_i == y_i            (Eq. 5)
+    S[y]     = S'[y] / count[y] at the end of the period; uniform 1/K if count[y] == 0   (Eq. 6)
+
+The paper writes ``alpha * hard + (1 - alpha) * soft`` with alpha = 0.5.
+
+This module holds the method once; how ``S`` is stored is one of two representations behind the
+same interface:
+
+* :class:`~labelreg_nlp.losses.online_dense.DenseOnlineLabelSmoothing`: a K x K matrix (exact);
+* :class:`~labelreg_nlp.losses.online_sparse.SparseOnlineLabelSmoothing`: top-k classes per row
+  plus a uniform tail (vocabulary scale).
+
+``OnlineLabelSmoothing(num_classes, ...)`` returns the right one: dense up to 2048 classes or with
+``dense=True``, sparse above or with ``topk``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .base import MethodLoss
+from .logit_stats import LogitStats, logit_stats
+from .parts import LossParts, check_alpha, flatten_batch
+
+Init = Literal["uniform", "ls", "zeros"]
+INITS: tuple[str, ...] = ("uniform", "ls", "zeros")
+DENSE_MAX_CLASSES = 2048  # auto mode: dense up to this many classes, sparse above
+DEFAULT_TOPK = 64
+
+
+def check_weight(value: float, name: str) -> float:
+    """``value`` as a float, or ``ValueError`` naming it unless finite and >= 0."""
+    value = float(value)
+    if not (value >= 0.0 and value != float("inf")):  # rejects negative, NaN and inf
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def distributed_world() -> int:
+    """Number of processes when torch.distributed is initialized, else 1."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class OnlineLabelSmoothing(MethodLoss):
+    """Stateful OLS loss. ``self.training`` decides whether a call accumulates.
+
+    Args:
+        num_classes: K.
+        hard_weight: weight of CE(onehot) (paper: 0.5).
+        soft_weight: weight of CE(S[y]) (paper: 0.5).
+        init: soft labels of the first period: ``"uniform"`` (paper), ``"ls"`` (uniform label
+            smoothing with ``init_alpha``) or ``"zeros"`` (official code: no soft term at first).
+        init_alpha: smoothing weight for ``init="ls"``.
+        topk: sparse representation with k classes per row. ``None``: dense when
+            ``num_classes <= 2048``, else sparse with k = 64.
+        dense: force the dense representation.
+
+    State (buffers, in ``state_dict()``): the soft labels, this period's accumulators,
+    ``count`` (correct positions per class), ``periods`` (finished periods) and ``shape_info``
+    (K and k, checked on load).
+
+    Example:
+        >>> import torch
+        >>> ols = OnlineLabelSmoothing(3).train()
+        >>> logits, target = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([0, 1])
+        >>> _ = ols(logits, target)           # row 0 is predicted correctly: accumulated
+        >>> ols.step_period()                  # epoch end: S[0] = softmax(row 0), others uniform
+        >>> [round(v, 3) for v in ols.soft_labels()[0].tolist()]
+        [0.965, 0.018, 0.018]
+    """
+
+    dense: bool
+
+    def __new__(cls, num_classes: int | None = None, *args: Any, topk: int | None = None,
+                dense: bool = False, **kwargs: Any) -> OnlineLabelSmoothing:
+        if cls is OnlineLabelSmoothing:  # pick the representation
+            from .online_dense import DenseOnlineLabelSmoothing
+            from .online_sparse import SparseOnlineLabelSmoothing
+
+            auto_dense = topk is None and num_classes is not None and int(num_classes) <= DENSE_MAX_CLASSES
+            cls = DenseOnlineLabelSmoothing if dense or auto_dense else SparseOnlineLabelSmoothing
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        hard_weight: float = 0.5,
+        soft_weight: float = 0.5,
+        init: Init = "uniform",
+        init_alpha: float = 0.1,
+        topk: int | None = None,
+        dense: bool = False,
+    ) -> None:
+        super().__init__()
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        init_alpha = check_alpha(init_alpha, "init_alpha")
+        k = int(num_classes)
+        if topk is not None and not 1 <= int(topk) <= k:
+            raise ValueError(f"topk must be in [1, num_classes={k}], got {topk!r}")
+        if dense and topk is not None:
+            raise ValueError("give either dense=True or topk, not both")
+        self.num_classes = k
+        self.hard_weight = check_weight(hard_weight, "hard_weight")
+        self.soft_weight = check_weight(soft_weight, "soft_weight")
+        self.topk = k if self.dense else int(topk or min(DEFAULT_TOPK, k))
+        # (num_classes, topk): checked on load so a state for another K or k is refused.
+        self.register_buffer("shape_info", torch.tensor([k, 0 if self.dense else self.topk]))
+        self.register_buffer("count", torch.zeros(k))  # correct positions per class, this period
+        self.register_buffer("periods", torch.zeros((), dtype=torch.long))  # finished periods
+        self._register_tables()
+        if init == "zeros":
+            on, off = 0.0, 0.0
+        elif init == "uniform":
+            on, off = 1.0 / k, 1.0 / k
+        else:
+            on, off = 1.0 - init_alpha + init_alpha / k, init_alpha / k
+        with torch.no_grad():
+            self._fill(on, off)
+
+    # ------------------------------------------------------------------ representation
+    # What a representation implements (see online_dense.py and online_sparse.py).
+    def _register_tables(self) -> None:
+        """Register the soft-label and accumulator buffers."""
+        raise NotImplementedError
+
+    def _fill(self, on: float, off: float) -> None:
+        """Soft labels with ``on`` on each row's own class and ``off`` on every other class."""
+        raise NotImplementedError
+
+    def _soft_index(self, target: Tensor) -> Tensor | None:
+        """Classes whose logits the soft CE needs per position (gathered by ``logit_stats``)."""
+        raise NotImplementedError
+
+    def _soft_ce(self, logits: Tensor, target: Tensor, stats: LogitStats) -> Tensor:
+        """CE(S[y], softmax z) per position."""
+        raise NotImplementedError
+
+    def _accumulate_rows(self, logits: Tensor, rows: Tensor, y: Tensor, lse: Tensor, stats: LogitStats) -> None:
+        """Add softmax(logits[rows]) to the accumulators of classes ``y``."""
+        raise NotImplementedError
+
+    def _finish_period(self, seen: Tensor, count: Tensor) -> None:
+        """Accumulators / count become the soft labels (uniform for unseen classes); reset them."""
+        raise NotImplementedError
+
+    def _all_reduce_tables(self) -> None:
+        """Sum the accumulators over processes (identical result on every rank)."""
+        raise NotImplementedError
+
+    def soft_labels(self) -> Tensor:
+        """The current soft labels as a dense K x K matrix (row y = S[y]); for inspection."""
+        raise NotImplementedError
+
+    def target_mass(self, target: Tensor) -> Tensor:
+        """``S[y][y]`` for each target in ``target`` [N] (valid classes only)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ loss
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+              keep_per_position: bool = False) -> LossParts:
+        """:class:`~labelreg_nlp.losses.parts.LossParts` with ``nll`` = summed CE(onehot),
+        ``penalty`` = summed CE(S[y]) and ``loss = hard_weight * nll + soft_weight * penalty``.
+        Accumulates when ``self.training``."""
+        flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index)
+        if flat_logits.size(-1) != self.num_classes:
+            raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
+        top = self.topk if self.training and not self.dense else 0  # sparse: top-k of correct rows
+        stats = logit_stats(flat_logits, flat_target, self._soft_index(flat_target), top=top)
+        zero = torch.zeros((), device=flat_logits.device)
+        nll = torch.where(mask, stats.lse - stats.z_target, zero)
+        soft_ce = torch.where(mask, self._soft_ce(flat_logits, flat_target, stats), zero)
+        per_position = self.hard_weight * nll + self.soft_weight * soft_ce
+        correct = mask & (stats.argmax == flat_target)
+        if self.training:
+            self.accumulate(flat_logits, flat_target, correct, stats)
+        return LossParts(
+            loss=per_position.sum(), nll=nll.sum(), penalty=soft_ce.sum(), ntokens=mask.sum(),
+            ncorrect=correct.sum(),
+            per_position=per_position.view(target.shape) if keep_per_position else None,
+        )
+
+    loss = MethodLoss.forward
+
+    @torch.no_grad()
+    def accumulate(self, logits: Tensor, target: Tensor, correct: Tensor, stats: LogitStats) -> None:
+        """Add softmax(logits) (T = 1) of the ``correct`` rows to their target's accumulator.
+
+        ``stats`` is the :func:`~labelreg_nlp.losses.logit_stats.logit_stats` of these logits
+        (with ``top=self.topk`` when sparse).
+        """
+        rows = correct.nonzero().squeeze(-1)
+        if rows.numel() == 0:
+            return
+        y = target[rows]
+        self.count.index_add_(0, y, torch.ones(rows.numel(), device=self.count.device))
+        self._accumulate_rows(logits, rows, y, stats.lse[rows].float(), stats)
+
+    # ------------------------------------------------------------------ periods
+    @torch.no_grad()
+    def step_period(self) -> None:
+        """End the period: all-reduce the accumulators across processes (when torch.distributed
+        is initialized), make them the new soft labels, and start a new period."""
+        if distributed_world() > 1:
+            dist.all_reduce(self.count)
+            self._all_reduce_tables()
+        self._finish_period(self.count > 0, self.count)
+        self.count.zero_()
+        self.periods += 1
+
+    def end_period(self) -> None:
+        self.step_period()
+
+    LOG_VALUES = ("ols_periods", "ols_self_mass")
+    TARGET_LOG_SUMS = ("ols_target_mass",)
+
+    def log_values(self) -> dict[str, float]:
+        """``ols_periods`` (finished periods) and ``ols_self_mass`` (mean over classes of S[y][y])."""
+        classes = torch.arange(self.num_classes, device=self.count.device)
+        return {"ols_periods": int(self.periods), "ols_self_mass": float(self.target_mass(classes).mean())}
+
+    def target_log_sums(self, target: Tensor) -> dict[str, Tensor]:
+        """``ols_target_mass``: the sum of ``S[y][y]`` over the targets (1/K each before the first period)."""
+        return {"ols_target_mass": self.target_mass(target).sum()}
+
+    # ------------------------------------------------------------------ state
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        key = prefix + "shape_info"
+        if key in state_dict:
+            saved = [int(v) for v in state_dict[key].tolist()]
+            mine = [int(v) for v in self.shape_info.tolist()]
+            if saved != mine:
+                raise ValueError(
+                    f"OnlineLabelSmoothing state was saved for {_describe(saved)}; this module has {_describe(mine)}"
+                )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def extra_repr(self) -> str:
+        kind = "dense" if self.dense else f"topk={self.topk}"
+        return f"num_classes={self.num_classes}, {kind}, hard_weight={self.hard_weight}, soft_weight={self.soft_weight}"
+
+
+def _describe(shape_info: list[int]) -> str:
+    return f"num_classes={shape_info[0]}, " + ("dense" if shape_info[1] == 0 else f"topk={shape_info[1]}")

@@ -1,0 +1,147 @@
+"""The result type every loss of the package returns, and the input checks they share.
+
+Every method computes, per position, ``loss = nll + c * penalty`` (or, for Online Label
+Smoothing, ``hard_weight * nll + soft_weight * penalty``) and returns the sums as
+:class:`LossParts`, so each adapter can normalize and log without recomputing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .logit_stats import logit_stats
+
+Reduction = Literal["mean", "sum", "none"]
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+
+@dataclass
+class LossParts:
+    """Summed terms of one batch, so adapters can log without recomputing.
+
+    ``nll`` is the unsmoothed cross-entropy and ``penalty`` the method's regularizer before its
+    weight: LS and MaxSup give ``loss = nll + coef * penalty``, OLS
+    ``loss = hard_weight * nll + soft_weight * penalty``. ``per_position`` is the loss per
+    position (shape of the targets, zeros where ignored), kept only when asked for.
+
+    Example:
+        >>> import torch
+        >>> from labelreg_nlp import maxsup_parts
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        >>> parts = maxsup_parts(logits, torch.tensor([0, -100]), 0.1, ignore_index=-100)
+        >>> int(parts.ntokens), int(parts.ncorrect)
+        (1, 1)
+        >>> round(float(parts.reduce("mean")), 4)  # nll 0.2395 + 0.1 * (2 - 2/3)
+        0.3728
+    """
+
+    loss: Tensor  # scalar float32, summed over non-ignored positions
+    nll: Tensor  # scalar float32, summed unsmoothed cross-entropy
+    penalty: Tensor  # scalar float32, summed regularizer before its weight
+    ntokens: Tensor  # scalar int64, non-ignored positions
+    ncorrect: Tensor  # scalar int64, non-ignored positions whose arg-max is the target
+    per_position: Tensor | None = None
+
+    def reduce(self, reduction: Reduction) -> Tensor:
+        """The loss under ``reduction``.
+
+        Args:
+            reduction: ``"sum"``, ``"mean"`` (over non-ignored positions; 0 when there are
+                none) or ``"none"`` (per position; needs ``keep_per_position=True``).
+
+        Returns:
+            A scalar, or a tensor of the targets' shape for ``"none"``.
+        """
+        check_reduction(reduction)
+        if reduction == "sum":
+            return self.loss
+        if reduction == "mean":
+            return self.loss / self.ntokens.clamp(min=1)
+        if self.per_position is None:
+            raise ValueError("per-position losses were not kept; compute with keep_per_position=True")
+        return self.per_position
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """Return ``alpha`` as a float, or raise ``ValueError`` naming it if outside [0, 1].
+
+    Example:
+        >>> check_alpha(0.1)
+        0.1
+        >>> check_alpha(1.5, "--maxsup-alpha")
+        Traceback (most recent call last):
+        ...
+        ValueError: --maxsup-alpha must be in [0, 1], got 1.5
+    """
+    value = float(alpha)
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1], got {alpha!r}")
+    return value
+
+
+def check_reduction(reduction: str) -> None:
+    """Raise ``ValueError`` naming ``reduction`` unless it is one of :data:`REDUCTIONS`."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def flatten_batch(logits: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate, then return logits ``[N, K]``, safe targets ``[N]`` (ignored -> 0) and the mask ``[N]``.
+
+    Raises ``TypeError``/``ValueError`` naming the bad value: non-float logits, non-integer
+    targets, mismatched shapes, a target outside ``[0, K)`` that is not ``ignore_index``.
+    """
+    if not torch.is_tensor(logits) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}")
+    if logits.dim() < 1 or logits.size(-1) < 1:
+        raise ValueError(f"logits must have shape [..., K] with K >= 1, got {tuple(logits.shape)}")
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if tuple(target.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits shape "
+            f"{tuple(logits.shape)} (expected target shape {tuple(logits.shape[:-1])})"
+        )
+    k = logits.size(-1)
+    flat_logits = logits.reshape(-1, k)
+    flat_target = target.reshape(-1).long()
+    mask = flat_target != ignore_index if ignore_index is not None else torch.ones_like(flat_target, dtype=torch.bool)
+    bad = mask & ((flat_target < 0) | (flat_target >= k))
+    if bool(bad.any()):
+        value = int(flat_target[bad][0])
+        raise ValueError(
+            f"target value {value} is outside [0, {k}) and is not ignore_index={ignore_index!r}"
+        )
+    return flat_logits, torch.where(mask, flat_target, 0), mask
+
+
+def gap_parts(
+    logits: Tensor,
+    target: Tensor,
+    ignore_index: int | None,
+    coef: float,
+    peak: Literal["target", "max"],
+    keep_per_position: bool,
+) -> LossParts:
+    """``nll + coef * (z_peak - mean_k z_k)`` per position, ``z_peak`` the target logit (label
+    smoothing) or the largest one (MaxSup); the form both take in the MaxSup paper (Lemma 3.2,
+    Theorem 3.3). The penalty's sum is ``LossParts.penalty``."""
+    flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index)
+    stats = logit_stats(flat_logits, flat_target)
+    zero = torch.zeros((), device=flat_logits.device)
+    nll = torch.where(mask, stats.lse - stats.z_target, zero)
+    z_peak = stats.z_target if peak == "target" else stats.z_max
+    penalty = torch.where(mask, z_peak - stats.z_mean, zero)
+    per_position = nll + coef * penalty
+    return LossParts(
+        loss=per_position.sum(),
+        nll=nll.sum(),
+        penalty=penalty.sum(),
+        ntokens=mask.sum(),
+        ncorrect=(mask & (stats.argmax == flat_target)).sum(),
+        per_position=per_position.view(target.shape) if keep_per_position else None,
+    )

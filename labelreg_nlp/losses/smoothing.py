@@ -1,0 +1,157 @@
+"""Label smoothing (LS) over logits ``[..., K]`` and integer targets ``[...]``.
+
+Per position ``loss = nll + c * (z_gt - mean_k z_k)`` (MaxSup paper, Lemma 3.2 and Theorem 3.3):
+
+* ``uniform`` (the papers, ``torch.nn.functional.cross_entropy(label_smoothing=)``, Hugging Face,
+  timm): target ``s = (1 - alpha) onehot + alpha / K``, ``c = alpha``;
+* ``fairseq`` (``label_smoothed_cross_entropy`` of fairseq 0.12): ``1 - alpha`` on the target and
+  ``alpha / (K - 1)`` on every other class, ``c = alpha * K / (K - 1)``.
+
+Positions whose target equals ``ignore_index`` contribute nothing to any term. Logits may be any
+float dtype; the math runs in float32, or float64 for float64 logits.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor
+
+from .base import ScheduledAlphaLoss
+from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts
+
+Convention = Literal["uniform", "fairseq"]
+CONVENTIONS: tuple[str, ...] = ("uniform", "fairseq")
+
+
+def smoothing_coefficient(alpha: float, num_classes: int, convention: Convention) -> float:
+    """Coefficient ``c`` of the penalty ``z_gt - mean z`` in ``loss = nll + c * penalty``.
+
+    Args:
+        alpha: smoothing weight in [0, 1].
+        num_classes: K, the full output size.
+        convention: ``"uniform"`` (``c = alpha``) or ``"fairseq"`` (``c = alpha K / (K - 1)``,
+            0 when K == 1).
+
+    Returns:
+        ``c`` as a float.
+
+    Example:
+        >>> smoothing_coefficient(0.1, 5, "uniform"), smoothing_coefficient(0.1, 5, "fairseq")
+        (0.1, 0.125)
+    """
+    alpha = check_alpha(alpha)
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    if convention == "uniform":
+        return alpha
+    return alpha * num_classes / (num_classes - 1) if num_classes > 1 else 0.0
+
+
+def label_smoothing_parts(
+    logits: Tensor,
+    target: Tensor,
+    alpha: float,
+    *,
+    ignore_index: int | None = None,
+    convention: Convention = "uniform",
+    keep_per_position: bool = False,
+) -> LossParts:
+    """Label-smoothed cross-entropy as :class:`~labelreg_nlp.losses.parts.LossParts`.
+
+    Args:
+        logits: ``[..., K]``, any float dtype.
+        target: ``[...]`` integer class indices.
+        alpha: smoothing weight in [0, 1].
+        ignore_index: target value of positions left out of every term.
+        convention: ``"uniform"`` or ``"fairseq"`` (see the module docstring).
+        keep_per_position: also keep the loss per position.
+
+    Returns:
+        Summed ``loss``, ``nll``, ``penalty`` (sum of ``z_gt - mean z``), ``ntokens``, ``ncorrect``.
+
+    Example:
+        >>> import torch
+        >>> logits, target = torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([0])
+        >>> parts = label_smoothing_parts(logits, target, 0.1)
+        >>> round(float(parts.nll), 4), float(parts.penalty)
+        (0.4076, 1.0)
+    """
+    coef = smoothing_coefficient(alpha, logits.size(-1), convention)
+    return gap_parts(logits, target, ignore_index, coef, "target", keep_per_position)
+
+
+def label_smoothing_loss(
+    logits: Tensor,
+    target: Tensor,
+    alpha: float,
+    *,
+    ignore_index: int | None = None,
+    convention: Convention = "uniform",
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Cross-entropy against smoothed labels.
+
+    uniform: ``loss = (1 - alpha) nll + alpha * mean_k(-log p_k)``;
+    fairseq: ``loss = (1 - alpha - eps) nll + eps * sum_k(-log p_k)`` with ``eps = alpha / (K - 1)``.
+
+    Args:
+        logits: ``[..., K]``, any float dtype.
+        target: ``[...]`` integer class indices.
+        alpha: smoothing weight in [0, 1].
+        ignore_index: target value of positions left out (a batch of only those gives 0).
+        convention: ``"uniform"`` or ``"fairseq"``.
+        reduction: ``"mean"`` over non-ignored positions, ``"sum"`` or ``"none"``.
+
+    Returns:
+        The reduced loss (float32; float64 for float64 logits).
+
+    Example:
+        >>> import torch
+        >>> logits = torch.randn(4, 7, 10)
+        >>> target = torch.randint(0, 10, (4, 7))
+        >>> ours = label_smoothing_loss(logits, target, 0.1)
+        >>> torch_ls = torch.nn.functional.cross_entropy(logits.view(-1, 10), target.view(-1), label_smoothing=0.1)
+        >>> torch.allclose(ours, torch_ls)
+        True
+    """
+    check_reduction(reduction)
+    parts = label_smoothing_parts(
+        logits, target, alpha, ignore_index=ignore_index, convention=convention,
+        keep_per_position=reduction == "none",
+    )
+    return parts.reduce(reduction)
+
+
+class LabelSmoothingLoss(ScheduledAlphaLoss):
+    """Label smoothing as a module (the ``ls`` method; ``none`` is ``alpha=0``).
+
+    Args:
+        alpha: smoothing weight in [0, 1].
+        convention: ``"uniform"`` or ``"fairseq"``.
+        alpha_end, schedule_horizon: optional linear schedule of alpha (see
+            :class:`~labelreg_nlp.losses.base.ScheduledAlphaLoss`).
+
+    Example:
+        >>> import torch
+        >>> loss = LabelSmoothingLoss(0.1)
+        >>> logits, target = torch.randn(3, 5), torch.tensor([0, 4, -100])
+        >>> torch.allclose(loss(logits, target, ignore_index=-100),
+        ...                label_smoothing_loss(logits, target, 0.1, ignore_index=-100))
+        True
+    """
+
+    def __init__(self, alpha: float = 0.1, *, convention: Convention = "uniform",
+                 alpha_end: float | None = None, schedule_horizon: int | None = None) -> None:
+        super().__init__(alpha, alpha_end=alpha_end, schedule_horizon=schedule_horizon)
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+        self.convention = convention
+
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+              keep_per_position: bool = False) -> LossParts:
+        return label_smoothing_parts(logits, target, self.alpha, ignore_index=ignore_index,
+                                     convention=self.convention, keep_per_position=keep_per_position)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, convention={self.convention!r}"

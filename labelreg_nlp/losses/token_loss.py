@@ -1,0 +1,171 @@
+"""One loss object for every method, chosen by name: what adapters that take ``--method`` build.
+
+``TokenLoss(method, alpha, ...)`` builds the method's module from the registry
+(:data:`~labelreg_nlp.losses.registry.METHODS`), checks K, and divides the summed loss by a count
+given from outside (Hugging Face's ``num_items_in_batch``) or by the batch's own positions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import MethodLoss, ScheduledAlphaLoss
+from .parts import LossParts, check_alpha
+from .registry import METHODS, flat_options, get_method
+
+
+class TokenLoss(nn.Module):
+    """Label-regularized cross-entropy chosen by name, with ``ignore_index`` positions left out.
+
+    Args:
+        method: a name of :data:`~labelreg_nlp.losses.registry.METHODS` (``none``, ``ls``,
+            ``maxsup``, ``ols``).
+        alpha: the weight of ``ls`` and ``maxsup``, in [0, 1]; unused by the others.
+        alpha_end: with ``schedule_horizon``, alpha goes linearly from ``alpha`` to
+            ``alpha_end`` over that many progress steps (MaxSup uses 0.1 -> 0.2).
+        schedule_horizon: number of progress steps (epochs or updates) of the schedule; may be
+            left ``None`` and set on the attribute before the first loss (the HF trainer does).
+        num_classes: K; required by ``ols``, checked against the logits by every method.
+        ignore_index: target value of positions that are left out (HF: -100).
+        **options: the methods' options under their flat names (``convention``,
+            ``ols_hard_weight``, ``ols_topk``, ...; ``labelreg-nlp methods`` lists them); only
+            the chosen method's are used.
+
+    The method's module is a submodule named after the method (``loss.ols``); ``loss.<other
+    method>`` is ``None``.
+
+    Example:
+        >>> import torch
+        >>> loss = TokenLoss("maxsup", 0.1)
+        >>> logits, target = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+        >>> target[0, :2] = -100
+        >>> from labelreg_nlp import maxsup_loss
+        >>> torch.allclose(loss(logits, target), maxsup_loss(logits, target, 0.1, ignore_index=-100))
+        True
+        >>> loss
+        TokenLoss(
+          method='maxsup', ignore_index=-100
+          (maxsup): MaxSupLoss(alpha=0.1)
+        )
+    """
+
+    def __init__(
+        self,
+        method: str = "ls",
+        alpha: float = 0.1,
+        *,
+        alpha_end: float | None = None,
+        schedule_horizon: int | None = None,
+        num_classes: int | None = None,
+        ignore_index: int | None = -100,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        spec = get_method(method)
+        known = flat_options()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(f"TokenLoss got an unknown option {unknown[0]!r} (options: {sorted(known)})")
+        if num_classes is not None and int(num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        check_alpha(alpha)
+        if alpha_end is not None:
+            check_alpha(alpha_end, "alpha_end")
+        for flat, option in known.items():  # every choice is checked, the chosen method's or not
+            if option.choices and flat in options and options[flat] not in option.choices:
+                raise ValueError(f"{flat} must be one of {option.choices}, got {options[flat]!r}")
+        self.method = spec.name
+        self.ignore_index = ignore_index
+        self.num_classes = None if num_classes is None else int(num_classes)
+        core = {o.name: options[flat] for flat, o in spec.flat_options().items() if flat in options}
+        if spec.scheduled:
+            core.update(alpha=alpha)
+            module = spec.build(self.num_classes, schedule_horizon, alpha_end, **core)
+        else:
+            module = spec.build(self.num_classes, **core)
+        setattr(self, spec.name, module)  # not add_module: __getattr__ answers None for every method name
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in METHODS:  # another method's module: this loss has none
+                return None
+            raise
+
+    @property
+    def method_loss(self) -> MethodLoss:
+        """The method's module (also reachable as ``self.<method name>``)."""
+        return self._modules[self.method]
+
+    @property
+    def alpha(self) -> float:
+        """The weight at the current progress step (0 for methods without one)."""
+        module = self.method_loss
+        return module.alpha if isinstance(module, ScheduledAlphaLoss) else 0.0
+
+    @property
+    def alpha_end(self) -> float | None:
+        module = self.method_loss
+        return module.alpha_end if isinstance(module, ScheduledAlphaLoss) else None
+
+    @property
+    def schedule_horizon(self) -> int | None:
+        module = self.method_loss
+        return module.schedule_horizon if isinstance(module, ScheduledAlphaLoss) else None
+
+    @schedule_horizon.setter
+    def schedule_horizon(self, value: int | None) -> None:
+        module = self.method_loss
+        if isinstance(module, ScheduledAlphaLoss):
+            module.schedule_horizon = value
+
+    @property
+    def progress(self) -> int:
+        return getattr(self.method_loss, "progress", 0)
+
+    def set_progress(self, step: int) -> None:
+        """Set the 0-based epoch or update that the alpha schedule reads."""
+        self.method_loss.set_progress(step)
+
+    def end_period(self) -> None:
+        """End a period of a stateful method (all-reduced under torch.distributed); no-op for others."""
+        self.method_loss.end_period()
+
+    def parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+        """Summed loss terms over the positions whose target is not ``ignore_index``.
+
+        Stateful methods accumulate only when this module is in training mode and autograd is on,
+        so evaluation (no_grad) never changes their state.
+        """
+        if self.num_classes is not None and logits.size(-1) != self.num_classes:
+            raise ValueError(f"logits have {logits.size(-1)} classes, the loss was set up for num_classes={self.num_classes}")
+        module = self.method_loss
+        module.train(self.training and torch.is_grad_enabled())
+        return module.parts(logits, target, self.ignore_index, keep_per_position)
+
+    def forward(self, logits: Tensor, target: Tensor, num_items: Tensor | int | None = None) -> Tensor:
+        """The summed loss divided by ``num_items`` when given (HF's ``num_items_in_batch``:
+        the non-ignored targets of the whole accumulated batch), else by this batch's
+        non-ignored targets. A batch with none gives 0."""
+        parts = self.parts(logits, target)
+        if num_items is None:
+            return parts.reduce("mean")
+        if torch.is_tensor(num_items):
+            return parts.loss / num_items.to(parts.loss.device).clamp(min=1)
+        return parts.loss / max(int(num_items), 1)
+
+    def log_values(self) -> dict[str, float]:
+        """What the trainers add to a training log line: ``labelreg_alpha`` for methods with a
+        weight, plus the method module's own values (OLS: ``ols_periods``, ``ols_self_mass``)."""
+        out: dict[str, float] = {}
+        if get_method(self.method).scheduled:
+            out["labelreg_alpha"] = self.alpha
+        out.update(self.method_loss.log_values())
+        return out
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, ignore_index={self.ignore_index!r}"

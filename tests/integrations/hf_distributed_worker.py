@@ -1,0 +1,26 @@
+"""Run by torchrun in test_hf_distributed.py: one rank of a 2-process CPU (gloo) OLS training."""
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from labelreg_nlp.integrations.hf import LabelRegTrainer  # noqa: E402
+from tests.integrations.hf_toy import collate, gpt2_lm, token_examples, training_args  # noqa: E402
+
+
+def main(out_dir: str, topk: str) -> None:
+    args = training_args(Path(out_dir) / "run", num_train_epochs=2, ddp_backend="gloo", learning_rate=5e-2)
+    trainer = LabelRegTrainer(model=gpt2_lm(), args=args, train_dataset=token_examples(32), data_collator=collate,
+                              method="ols", ols_topk=None if topk == "dense" else int(topk))
+    trainer.train()
+    assert dist.is_initialized() and dist.get_world_size() == 2
+    state = {k: v.clone() for k, v in trainer.labelreg_loss.token_loss.state_dict().items()}
+    torch.save(state, Path(out_dir) / f"rank{dist.get_rank()}.pt")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,254 @@
+"""Hugging Face adapter with real Trainers on tiny models built from configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+
+from labelreg_nlp.integrations.hf import (
+    STATE_FILE,
+    LabelRegArguments,
+    LabelRegLoss,
+    LabelRegSeq2SeqTrainer,
+    LabelRegTrainer,
+)
+from labelreg_nlp.losses.token_loss import METHODS
+
+from .hf_toy import (
+    bert_classifier,
+    class_examples,
+    collate,
+    gpt2_lm,
+    t5_seq2seq,
+    token_examples,
+    training_args,
+)
+
+MODELS = {
+    "classification": (bert_classifier, lambda n, seed=0: class_examples(n, seed=seed)),
+    "causal": (gpt2_lm, lambda n, seed=0: token_examples(n, seed=seed)),
+    "seq2seq": (t5_seq2seq, lambda n, seed=0: token_examples(n, seed=seed, seq2seq=True)),
+}
+
+
+def _grads(model) -> list[torch.Tensor]:
+    return [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+
+
+def _loss_and_grads(trainer, model, batch, num_items):
+    model.zero_grad()
+    model.train()
+    loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
+    loss.backward()
+    return loss.detach(), _grads(model)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_ls_equals_hf_label_smoothing_factor(kind, tmp_path):
+    factory, examples = MODELS[kind]
+    model = factory()
+    batch = collate(examples(6))
+    ours = LabelRegTrainer(model=model, args=training_args(tmp_path), method="ls", alpha=0.1)
+    theirs = Trainer(model=model, args=training_args(tmp_path, label_smoothing_factor=0.1))
+    for num_items in (None, 23):
+        loss_a, grads_a = _loss_and_grads(ours, model, batch, num_items)
+        loss_b, grads_b = _loss_and_grads(theirs, model, batch, num_items)
+        torch.testing.assert_close(loss_a, loss_b, rtol=1e-6, atol=1e-7)
+        for a, b in zip(grads_a, grads_b, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_none_equals_the_models_own_shifted_loss_with_ignored_labels(tmp_path):
+    """Causal LM: logits at t predict the label at t + 1, -100 positions left out."""
+    model = gpt2_lm()
+    batch = collate(token_examples(5))
+    batch["labels"][0, 2] = -100  # an ignored position inside a sequence, too
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), method="none")
+    assert trainer.labelreg_loss.shift_labels
+    ours = trainer.compute_loss(model, dict(batch))
+    own = model(**batch).loss
+    torch.testing.assert_close(ours, own, rtol=1e-6, atol=1e-7)
+    # by hand: shifted log-softmax over the active positions
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    logp = torch.log_softmax(logits[:, :-1].double(), -1)
+    active = labels != -100
+    by_hand = -logp[active].gather(1, labels[active][:, None]).mean()
+    torch.testing.assert_close(ours.double(), by_hand, rtol=1e-5, atol=1e-6)
+
+
+class GradSnapshot(TrainerCallback):
+    """Gradients summed over the accumulated micro-batches, just before the optimizer step."""
+
+    def __init__(self, model):
+        self.model, self.grads = model, None
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.grads = _grads(self.model)
+
+
+def _one_update(kind, method, batch_size, accumulation, tmp_path):
+    factory, examples = MODELS[kind]
+    model = factory()
+    snapshot = GradSnapshot(model)
+    cls = LabelRegSeq2SeqTrainer if kind == "seq2seq" else LabelRegTrainer
+    args = training_args(tmp_path, seq2seq=kind == "seq2seq", per_device_train_batch_size=batch_size,
+                         gradient_accumulation_steps=accumulation, max_steps=1)
+    trainer = cls(model=model, args=args, train_dataset=examples(8), data_collator=collate, callbacks=[snapshot],
+                  method=method, alpha=0.2)
+    trainer.train()
+    logged = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
+    ols = trainer.labelreg_loss.token_loss.ols
+    return logged, snapshot.grads, None if ols is None else (ols.count.clone(), ols.acc.clone())
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", ["causal", "seq2seq", "classification"])
+def test_gradient_accumulation_is_exact(kind, method, tmp_path):
+    """Batch 8 in one step == batch 2 with 4 accumulation steps (micro-batches padded unevenly)."""
+    if kind != "causal" and method in ("none", "ls"):
+        pytest.skip("kept short: every method runs on the causal LM, two on the other heads")
+    loss_a, grads_a, ols_a = _one_update(kind, method, 8, 1, tmp_path / "a")
+    loss_b, grads_b, ols_b = _one_update(kind, method, 2, 4, tmp_path / "b")
+    assert loss_a == pytest.approx(loss_b, rel=1e-5, abs=1e-6)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    if ols_a is not None:
+        torch.testing.assert_close(ols_a, ols_b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kind", ["classification", "seq2seq"])
+def test_models_train_with_every_method(kind, method, tmp_path):
+    factory, examples = MODELS[kind]
+    model = factory()
+    before = [p.detach().clone() for p in model.parameters()]
+    cls = LabelRegSeq2SeqTrainer if kind == "seq2seq" else LabelRegTrainer
+    args = training_args(tmp_path, seq2seq=kind == "seq2seq", num_train_epochs=2)
+    trainer = cls(model=model, args=args, train_dataset=examples(12),
+                  eval_dataset=examples(6, seed=1), data_collator=collate, method=method, alpha=0.1)
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert torch.isfinite(torch.tensor(metrics["eval_loss"]))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 6 and all(torch.isfinite(torch.tensor(h["loss"])) for h in logs)
+    if method in ("ls", "maxsup"):
+        assert logs[-1]["labelreg_alpha"] == pytest.approx(0.1)
+    if method == "ols":
+        assert logs[-1]["ols_periods"] == 1  # the first epoch ended before the last log line
+        assert trainer.labelreg_loss.token_loss.ols.periods == 2
+
+
+def test_alpha_schedule_follows_epochs_and_steps(tmp_path):
+    model = bert_classifier()
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path, num_train_epochs=3), train_dataset=class_examples(8),
+                              data_collator=collate, method="maxsup", alpha=0.1, alpha_end=0.3)
+    trainer.train()
+    by_epoch = [round(h["labelreg_alpha"], 6) for h in trainer.state.log_history if "loss" in h]
+    assert by_epoch == [0.1, 0.1, 0.2, 0.2, 0.3, 0.3]  # 2 steps per epoch, horizon = 3 epochs
+    trainer = LabelRegTrainer(model=bert_classifier(), args=training_args(tmp_path, max_steps=5),
+                              train_dataset=class_examples(8), data_collator=collate, method="maxsup",
+                              alpha=0.1, alpha_end=0.2, schedule_unit="step")
+    trainer.train()
+    by_step = [round(h["labelreg_alpha"], 6) for h in trainer.state.log_history if "loss" in h]
+    assert by_step == [0.1, 0.125, 0.15, 0.175, 0.2]
+
+
+def test_evaluation_never_changes_ols_state(tmp_path):
+    model = bert_classifier()
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), train_dataset=class_examples(8),
+                              eval_dataset=class_examples(8, seed=3), data_collator=collate, method="ols")
+    trainer.train()
+    before = {k: v.clone() for k, v in trainer.labelreg_loss.token_loss.state_dict().items()}
+    trainer.evaluate()
+    trainer.predict(class_examples(8, seed=4))
+    after = trainer.labelreg_loss.token_loss.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _ols_run(tmp_path, epochs, resume=None, topk=None):
+    model = gpt2_lm()
+    args = training_args(tmp_path, num_train_epochs=epochs, save_strategy="epoch", learning_rate=5e-2)
+    trainer = LabelRegTrainer(model=model, args=args, train_dataset=token_examples(16), data_collator=collate,
+                              method="ols", ols_topk=topk)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+@pytest.mark.parametrize("topk", [None, 8])
+def test_ols_resume_equals_uninterrupted_run(tmp_path, topk):
+    full = _ols_run(tmp_path / "full", 3, topk=topk)
+    part = _ols_run(tmp_path / "part", 3, topk=topk)  # same run, kept for its epoch-1 checkpoint
+    checkpoint = tmp_path / "part" / "checkpoint-4"
+    assert (checkpoint / STATE_FILE).is_file()
+    resumed = _ols_run(tmp_path / "part", 3, resume=str(checkpoint), topk=topk)
+    assert resumed.state.global_step == full.state.global_step == 12
+    state_full = full.labelreg_loss.token_loss.state_dict()
+    state_resumed = resumed.labelreg_loss.token_loss.state_dict()
+    assert int(state_resumed["ols.periods"]) == 3
+    for key, value in state_full.items():
+        torch.testing.assert_close(state_resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    del part
+
+
+def test_resume_errors_name_the_problem(tmp_path):
+    run = _ols_run(tmp_path / "run", 1)
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    (checkpoint / STATE_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="no OLS state"):
+        _ols_run(tmp_path / "run", 2, resume=str(checkpoint))
+    run.labelreg_loss.save(checkpoint)
+    trainer = LabelRegTrainer(model=gpt2_lm(), args=training_args(tmp_path / "run", num_train_epochs=2),
+                              train_dataset=token_examples(16), data_collator=collate, method="maxsup")
+    with pytest.raises(ValueError, match="saved for method 'ols'"):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+
+
+def test_bad_configuration_is_refused(tmp_path):
+    model = bert_classifier()
+    with pytest.raises(ValueError, match="method must be one of"):
+        LabelRegTrainer(model=model, args=training_args(tmp_path), method="focal")
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\], got 1.5"):
+        LabelRegTrainer(model=model, args=training_args(tmp_path), method="ls", alpha=1.5)
+    with pytest.raises(ValueError, match="label_smoothing_factor=0.1 would smooth twice"):
+        LabelRegTrainer(model=model, args=training_args(tmp_path, label_smoothing_factor=0.1), method="ls")
+    with pytest.raises(ValueError, match="do not pass compute_loss_func"):
+        LabelRegTrainer(model=model, args=training_args(tmp_path), compute_loss_func=lambda *a, **k: 0)
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), method="ls")
+    batch = collate(class_examples(4))
+    batch["labels"][1] = 7
+    with pytest.raises(ValueError, match="target value 7 is outside"):
+        trainer.compute_loss(model, batch)
+
+
+def test_all_padding_batch_gives_zero_loss(tmp_path):
+    model = gpt2_lm()
+    batch = collate(token_examples(3))
+    batch["labels"][:] = -100
+    for method in METHODS:
+        trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), method=method)
+        loss = trainer.compute_loss(model, dict(batch))
+        assert loss.item() == 0.0
+
+
+def test_compute_loss_func_for_a_plain_trainer(tmp_path):
+    """Users who keep their own Trainer: the callable plus its callback."""
+    model = bert_classifier()
+    loss = LabelRegLoss(LabelRegArguments(method="ols"), num_classes=3)
+    trainer = Trainer(model=model, args=training_args(tmp_path, num_train_epochs=2), train_dataset=class_examples(8),
+                      data_collator=collate, compute_loss_func=loss, callbacks=[loss.callback()])
+    trainer.train()
+    assert int(loss.token_loss.ols.periods) == 2
+    assert loss.token_loss.ols.soft_labels().sum(-1).sub(1).abs().max() < 1e-5
+
+
+def test_arguments_parse_from_the_command_line():
+    parser = HfArgumentParser((LabelRegArguments, TrainingArguments))
+    labelreg, training = parser.parse_args_into_dataclasses(
+        ["--method", "maxsup", "--alpha", "0.1", "--alpha_end", "0.2", "--output_dir", "x", "--ols_topk", "32"]
+    )
+    assert (labelreg.method, labelreg.alpha, labelreg.alpha_end, labelreg.ols_topk) == ("maxsup", 0.1, 0.2, 32)
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--method", "focal", "--output_dir", "x"])

@@ -1,0 +1,34 @@
+"""The README's first command (scripts/demo.py), on a small budget."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    pytest.importorskip("fairseq")
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--workdir", str(tmp_path), "--minutes", "0.15",
+         "--max-pairs", "1500", "--valid-size", "100", "--test-size", "100", "--bpe-merges", "300",
+         "--embed-dim", "32", "--layers", "1", "--heads", "2", "--log-interval", "10"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "| criterion | alpha |" in out.stdout and "signature: nrefs:1" in out.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["criterion"] for r in results["rows"]] == ["ls", "maxsup"]
+    assert all(0.0 <= r["bleu"] <= 100.0 and r["updates"] > 0 for r in results["rows"])
+    assert len((tmp_path / "checkpoints" / "maxsup" / "generate" / "test.detok.en").read_text().splitlines()) == 100
+
+
+def test_demo_rejects_bad_arguments():
+    for bad, msg in ((["--criteria", "ls,foo"], "unknown ['foo']"), (["--alpha", "1.5"], "--alpha must be in [0, 1]"),
+                     (["--minutes", "0"], "--minutes must be > 0")):
+        out = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), *bad], capture_output=True, text=True)
+        assert out.returncode == 2 and msg in out.stderr
