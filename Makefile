@@ -6,7 +6,7 @@ STAMP := $(VENV)/.labelreg-installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast lint clean
 
 install: $(STAMP)
 
@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml constraints.txt scripts/install.sh
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
-# Full suite, slow end-to-end tests included (this is what CI runs).
+# Full suite (docstring examples and slow end-to-end tests included; this is what CI runs).
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Without the slow end-to-end tests.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

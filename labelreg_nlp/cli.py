@@ -1,5 +1,6 @@
 """``labelreg-nlp``: reach the fairseq criteria from a pip install.
 
+    labelreg-nlp methods                      the registered methods, their options and papers
     labelreg-nlp user-dir                     print the folder to give fairseq as --user-dir
     labelreg-nlp fairseq-train ARGS...        fairseq-train with that --user-dir added
     labelreg-nlp fairseq-generate ARGS...     same for fairseq-generate (and -interactive,
@@ -40,15 +41,21 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(cmd[0], cmd, env)
     parser = argparse.ArgumentParser(
         prog="labelreg-nlp",
-        description="Helpers to use labelreg_nlp's fairseq criteria (ls_cross_entropy, maxsup_cross_entropy, ols_cross_entropy) "
-        "from a pip install, without a clone of the repository.",
+        description="List labelreg_nlp's methods, and reach its fairseq criteria from a pip install, "
+        "without a clone of the repository.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("methods", help="print the registered methods with their options (a markdown table)")
     sub.add_parser("user-dir", help="print the folder to pass to fairseq as --user-dir")
     for name in FAIRSEQ_COMMANDS:
         sub.add_parser(name, help=f"run {name} with --user-dir set (every argument passed through)")
-    parser.parse_args(argv)
-    print(user_dir())
+    args = parser.parse_args(argv)
+    if args.command == "methods":
+        from .losses.registry import methods_table
+
+        print(methods_table())
+    else:
+        print(user_dir())
     return 0
 
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         correct = torch.rand(args.tokens, device=device) < 0.5
         rows = torch.arange(args.tokens, device=device)[correct]
         logits[rows, target[correct]] = logits[rows].max(-1).values + 1.0
-        variants = [("OLS sparse k=%d" % min(args.topk, k), {"topk": min(args.topk, k)})]
+        variants = [(f"OLS sparse k={min(args.topk, k)}", {"topk": min(args.topk, k)})]
         dense_bytes = 2 * k * k * 4
         if dense_bytes <= args.dense_limit_gib * 2**30:
             variants.insert(0, ("OLS dense", {"dense": True}))

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp.experiments.corpora import offline_de_en_pairs  # noqa: E402
 from labelreg_nlp.experiments.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
-from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
 from labelreg_nlp.experiments.records import DataError, read_records, select_columns, split_records  # noqa: E402
+from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
 
 SCRATCH = "scratch"
 
@@ -138,7 +138,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
             tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
             model = AutoModelForSeq2SeqLM.from_pretrained(script.model_name_or_path)
         except OSError as error:
-            raise DataError(f"could not load model {script.model_name_or_path!r}: {str(error).splitlines()[0]}")
+            raise DataError(f"could not load model {script.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
 
     def encode(rows: list[dict]) -> datasets.Dataset:
         def batch(b):

@@ -33,10 +33,10 @@ from transformers import (  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp.experiments.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
-from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
-from labelreg_nlp.metrics import classification_report  # noqa: E402
 from labelreg_nlp.experiments.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
 from labelreg_nlp.experiments.records import SUFFIXES, DataError, read_records, select_columns, split_records  # noqa: E402
+from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
+from labelreg_nlp.metrics import classification_report  # noqa: E402
 
 EMBEDDED_MODEL = "minilm"
 EMBEDDED_DATASET = "rotten_tomatoes"
@@ -90,7 +90,7 @@ def load_splits(args: ScriptArguments) -> dict[str, list[dict]]:
 
         loaded = datasets.load_dataset(args.dataset)
     except Exception as error:  # noqa: BLE001 - any failure of the hub/loader is one line for the user
-        raise DataError(f"could not load dataset {args.dataset!r}: {type(error).__name__}: {str(error).splitlines()[0]}")
+        raise DataError(f"could not load dataset {args.dataset!r}: {type(error).__name__}: {str(error).splitlines()[0]}") from None
     if "train" not in loaded or "test" not in loaded:
         raise DataError(f"dataset {args.dataset!r} needs train and test splits, has {', '.join(loaded)}")
     return {name: select_columns(loaded[name].to_list(), columns, f"{args.dataset}[{name}]")
@@ -137,7 +137,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
             model_path, num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)})
     except OSError as error:
-        raise DataError(f"could not load model {model_path!r}: {str(error).splitlines()[0]}")
+        raise DataError(f"could not load model {model_path!r}: {str(error).splitlines()[0]}") from None
 
     def encode(rows: list[dict]) -> datasets.Dataset:
         data = datasets.Dataset.from_list(rows)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install labelreg-nlp with every extra. Idempotent: re-running is cheap.
-#   VENV=path  use another virtual environment (default .venv)
-#   TORCH_SPEC pin for torch (default from constraints.txt)
+#   VENV=path    use another virtual environment (default .venv)
+#   PYTHON=path  the interpreter that creates it (default python3)
+# torch is pinned by constraints.txt, exported as PIP_CONSTRAINT for every install below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

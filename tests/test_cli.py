@@ -1,3 +1,5 @@
+"""The package as installed: torch-only import, layers, the ``labelreg-nlp`` command."""
+
 import subprocess
 import sys
 
@@ -17,3 +19,21 @@ def test_cli_user_dir_points_at_an_importable_plugin():
     argv = fairseq_argv("fairseq-train", ["data-bin", "--criterion", "maxsup_cross_entropy"])
     assert argv[1:4] == ["--user-dir", path, "data-bin"]
     assert fairseq_argv("fairseq-train", ["--user-dir=mine", "x"])[1:] == ["--user-dir=mine", "x"]
+
+
+def test_cli_methods_prints_the_registry_table(capsys):
+    from labelreg_nlp.cli import main
+    from labelreg_nlp.losses.registry import methods_table
+
+    assert main(["methods"]) == 0
+    assert capsys.readouterr().out.strip() == methods_table()
+
+
+def test_the_library_never_imports_experiments():
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "labelreg_nlp"
+    for layer in ("losses", "metrics", "integrations"):
+        for path in (package / layer).rglob("*.py"):
+            text = path.read_text()
+            assert "experiments" not in "".join(line for line in text.splitlines() if "import" in line), path

@@ -16,8 +16,9 @@ follows fairseq's epochs and updates, and logs like fairseq's own ``label_smooth
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 # torch >= 2.6 loads with weights_only=True, which fairseq checkpoints (argparse/omegaconf objects)
 # cannot pass; fairseq-generate and --restore-file would fail. Only a default: a user's explicit
@@ -36,7 +37,7 @@ from ..losses.parts import LossParts, check_alpha  # noqa: E402
 from ..losses.registry import METHODS, Method, Option  # noqa: E402
 
 LN2 = math.log(2.0)
-SCHEDULE_UNITS = ("epoch", "update")  # what a fairseq alpha schedule counts
+FAIRSEQ_SCHEDULE_UNITS = ("epoch", "update")  # what a fairseq alpha schedule counts
 
 
 @dataclass
@@ -188,7 +189,7 @@ def _config_fields(method: Method) -> list[tuple[str, Any, Any]]:
             (f"{names.prefix}alpha_end", Optional[float], field(default=None, metadata={
                 "help": "if set, alpha grows linearly to this value over the schedule horizon "
                         "(MaxSup paper Appendix E: 0.1 -> 0.2)"})),
-            (f"{names.prefix}schedule_unit", ChoiceEnum(list(SCHEDULE_UNITS)), field(default="epoch", metadata={
+            (f"{names.prefix}schedule_unit", ChoiceEnum(list(FAIRSEQ_SCHEDULE_UNITS)), field(default="epoch", metadata={
                 "help": "count the schedule in epochs or in updates"})),
             (f"{names.prefix}schedule_horizon", int, field(default=0, metadata={
                 "help": f"epochs/updates over which alpha goes from {flag(names.prefix + 'alpha')} to "

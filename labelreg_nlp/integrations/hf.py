@@ -37,7 +37,7 @@ from ..losses.token_loss import TokenLoss
 
 STATE_FILE = "labelreg_state.pt"
 IGNORE_INDEX = -100
-SCHEDULE_UNITS = ("epoch", "step")  # what the alpha schedule counts: epochs or optimizer steps
+HF_SCHEDULE_UNITS = ("epoch", "step")  # what the alpha schedule counts: epochs or optimizer steps
 
 
 def _period_field(method: Method) -> str:
@@ -57,7 +57,7 @@ def _argument_fields() -> list[tuple[str, Any, Any]]:
         ("alpha", float, field(default=ALPHA.default, metadata={"help": f"{ALPHA.help}; {ALPHA.valid}"})),
         ("alpha_end", Optional[float], field(default=None, metadata={  # noqa: UP045
             "help": "if set, alpha goes linearly from --alpha to this value over the schedule horizon"})),
-        ("schedule_unit", Literal[SCHEDULE_UNITS], field(default="epoch", metadata={
+        ("schedule_unit", Literal[HF_SCHEDULE_UNITS], field(default="epoch", metadata={
             "help": "what the alpha schedule counts: epochs (state.epoch) or optimizer steps (state.global_step)"})),
         ("schedule_horizon", Optional[int], field(default=None, metadata={  # noqa: UP045
             "help": "schedule length in its unit (default: the run's number of epochs, or its max steps)"})),
@@ -76,8 +76,8 @@ def _argument_fields() -> list[tuple[str, Any, Any]]:
 
 def _check_arguments(self: Any) -> None:
     get_method(self.method)
-    if self.schedule_unit not in SCHEDULE_UNITS:
-        raise ValueError(f"schedule_unit must be one of {SCHEDULE_UNITS}, got {self.schedule_unit!r}")
+    if self.schedule_unit not in HF_SCHEDULE_UNITS:
+        raise ValueError(f"schedule_unit must be one of {HF_SCHEDULE_UNITS}, got {self.schedule_unit!r}")
     for flat, option in flat_options().items():
         if option.choices and getattr(self, flat) not in option.choices:
             raise ValueError(f"{flat} must be one of {option.choices}, got {getattr(self, flat)!r}")
@@ -127,7 +127,22 @@ class LabelRegLoss:
 
     (The callback moves the schedule and ends OLS periods; checkpointing the OLS state needs
     :class:`LabelRegTrainer`, or :meth:`save` / :meth:`load` by hand.)
-    ``shift_labels``: compare logits at t with labels at t + 1 (causal LMs).
+
+    Args:
+        args: the method and its options (default: ``LabelRegArguments()``, label smoothing 0.1).
+        num_classes: K (required by stateful methods such as ``ols``).
+        shift_labels: compare logits at t with labels at t + 1 (causal LMs).
+
+    Returns (when called):
+        The summed loss over non-``-100`` labels divided by ``num_items_in_batch`` when given,
+        else by this batch's count.
+
+    Example:
+        >>> import torch
+        >>> loss = LabelRegLoss(LabelRegArguments(method="maxsup", alpha=0.1), num_classes=5)
+        >>> labels = torch.tensor([[1, 2, -100]])
+        >>> float(loss({"logits": torch.zeros(1, 3, 5)}, labels, num_items_in_batch=4))  # 2 * log(5) / 4
+        0.8047189712524414
     """
 
     def __init__(self, args: LabelRegArguments | None = None, *, num_classes: int | None = None,
@@ -261,6 +276,14 @@ class LabelRegTrainerMixin:
         self.add_callback(self.labelreg_loss.callback())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The base ``compute_loss`` with :class:`LabelRegLoss` as its ``compute_loss_func``.
+
+        What this override owes the Trainer (see ``Trainer.training_step``): the loss is the summed
+        loss divided by ``num_items_in_batch`` when the Trainer passes it, so it sets
+        ``loss_is_scaled_for_ga`` and the Trainer does not divide by the accumulation steps again;
+        without it, the micro-batch's own mean. Stateful methods accumulate only while the model
+        is in training mode (never in evaluation or prediction).
+        """
         self.labelreg_loss.token_loss.train(model.training)
         result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                       num_items_in_batch=num_items_in_batch)
@@ -269,6 +292,8 @@ class LabelRegTrainerMixin:
         return result
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The base ``save_model``, plus the method's state (``labelreg_state.pt``) beside the model,
+        so every checkpoint directory holds it."""
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
             directory = output_dir or self.args.output_dir
@@ -276,6 +301,8 @@ class LabelRegTrainerMixin:
             self.labelreg_loss.save(directory)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        """The base ``train``; when resuming, the method's state is read from the checkpoint first
+        (an error if it is missing for a stateful method, or was saved for another method)."""
         checkpoint = resume_from_checkpoint
         if isinstance(checkpoint, bool) and checkpoint:
             checkpoint = get_last_checkpoint(self.args.output_dir)
@@ -284,13 +311,34 @@ class LabelRegTrainerMixin:
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The base ``log``; training lines also get :meth:`LabelRegLoss.log_values`."""
         if "loss" in logs:  # training log lines
             logs.update(self.labelreg_loss.log_values())
         super().log(logs, *args, **kwargs)
 
 
 class LabelRegTrainer(LabelRegTrainerMixin, Trainer):
-    """``transformers.Trainer`` with a label-regularized loss (see the module docstring)."""
+    """``transformers.Trainer`` with a label-regularized loss (see the module docstring).
+
+    Args:
+        *args, **kwargs: what ``Trainer`` takes (``compute_loss_func`` excepted).
+        labelreg_args: a :class:`LabelRegArguments`; its fields may also be given as keywords
+            (``method="maxsup", alpha=0.1``), which override it.
+        num_classes: K, when it cannot be read from the model's output embeddings or config.
+        shift_labels: compare logits at t with labels at t + 1; default: True for causal LMs.
+
+    Example:
+        >>> from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+        >>> model = BertForSequenceClassification(BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+        ...     num_attention_heads=2, intermediate_size=16, num_labels=3))
+        >>> args = TrainingArguments(output_dir="/tmp/labelreg-doc", report_to=[], use_cpu=True)
+        >>> trainer = LabelRegTrainer(model=model, args=args, method="maxsup", alpha=0.1)
+        >>> trainer.labelreg_loss.token_loss
+        TokenLoss(
+          method='maxsup', ignore_index=-100
+          (maxsup): MaxSupLoss(alpha=0.1)
+        )
+    """
 
 
 class LabelRegSeq2SeqTrainer(LabelRegTrainerMixin, Seq2SeqTrainer):

@@ -28,6 +28,7 @@ from .online import DEFAULT_TOPK, DENSE_MAX_CLASSES, INITS, OnlineLabelSmoothing
 from .parts import check_alpha
 from .smoothing import CONVENTIONS, LabelSmoothingLoss
 
+
 @dataclass(frozen=True)
 class Option:
     """One option of a method.

@@ -1,8 +1,8 @@
 """MaxSup against the MaxSup paper: Lemma 3.2, Theorem 3.3 (with Mixup), Algorithm 1, Appendix C."""
 
+import pytest
 import torch
 import torch.nn.functional as F
-import pytest
 
 from labelreg_nlp import label_smoothing_loss, label_smoothing_parts, maxsup_loss
 
