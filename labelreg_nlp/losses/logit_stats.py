@@ -186,6 +186,16 @@ def logit_stats(logits: Tensor, target: Tensor, extra_index: Tensor | None = Non
     its gradient folded into the same chunked backward (no second [N, K] gradient).
     ``top`` > 0: also the top-``top`` logits and classes of the rows whose arg-max is the target
     (what Online Label Smoothing accumulates), taken while each chunk is in cache.
+
+    Returns:
+        :class:`LogitStats`; ``lse``, ``z_target``, ``z_mean``, ``z_max`` and ``z_extra`` are
+        differentiable, with one chunked backward writing one gradient of the logits' dtype.
+
+    Example:
+        >>> import torch
+        >>> stats = logit_stats(torch.tensor([[1.0, 3.0, 2.0]]), torch.tensor([2]))
+        >>> float(stats.z_target), float(stats.z_mean), float(stats.z_max), int(stats.argmax)
+        (2.0, 2.0, 3.0, 1)
     """
     if logits.dim() != 2:
         raise ValueError(f"logit_stats expects logits [N, K], got shape {tuple(logits.shape)}")
