@@ -35,14 +35,7 @@ def criterion_args(method: str, alpha: float) -> list[str]:
     """fairseq-train arguments that select ``method`` with weight ``alpha`` (ignored by methods
     without one): ``--criterion maxsup_cross_entropy --maxsup-alpha 0.1``."""
     spec = get_method(method)
-    names = spec.fairseq
-    values = dict(names.defaults) if names.alias_of else {}
-    if ALPHA in spec.options:
-        values["alpha"] = alpha
-    args = ["--criterion", names.criterion]
-    for name, value in values.items():
-        args += ["--" + names.rename.get(name, names.prefix + name).replace("_", "-"), str(value)]
-    return args
+    return spec.fairseq.command_line(alpha if ALPHA in spec.options else None)
 
 
 # fairseq's examples/translation README, IWSLT'14 German to English (transformer_iwslt_de_en)

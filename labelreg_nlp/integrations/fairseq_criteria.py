@@ -35,6 +35,7 @@ from omegaconf import II  # noqa: E402
 from ..losses.base import MethodLoss, ScheduledAlphaLoss  # noqa: E402
 from ..losses.parts import LossParts, check_alpha  # noqa: E402
 from ..losses.registry import METHODS, Method, Option  # noqa: E402
+from ..losses.registry import fairseq_flag as flag  # noqa: E402
 
 LN2 = math.log(2.0)
 FAIRSEQ_SCHEDULE_UNITS = ("epoch", "update")  # what a fairseq alpha schedule counts
@@ -160,11 +161,6 @@ def follow_training_progress(task, on_epoch: Callable[[int], None], on_update: C
     task.train_step = train_step_hook
 
 
-def flag(name: str) -> str:
-    """The command-line spelling of a config field: ``maxsup_alpha`` -> ``--maxsup-alpha``."""
-    return "--" + name.replace("_", "-")
-
-
 def _option_field(method: Method, option: Option) -> tuple[str, Any, Any]:
     """(name, type, dataclass field) of one registry option in fairseq's config."""
     names = method.fairseq
@@ -223,8 +219,7 @@ class MethodCriterion(TokenCriterion):
         if len(args) > len(positional):
             raise TypeError(f"{names.criterion} takes at most {len(positional)} option arguments, got {len(args)}")
         given.update(zip(positional, args))
-        known = {name for name, _, _ in _config_fields(spec)}
-        unknown = sorted(set(given) - known)
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self.config_class)})
         if unknown:
             raise TypeError(f"{names.criterion} has no option {flag(unknown[0])}")
         core = {}

@@ -32,7 +32,7 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..losses.registry import ALPHA, METHODS, Method, Option, flat_options, get_method
+from ..losses.registry import ALPHA, METHODS, Method, Option, check_choices, flat_options, get_method
 from ..losses.token_loss import TokenLoss
 
 STATE_FILE = "labelreg_state.pt"
@@ -78,9 +78,7 @@ def _check_arguments(self: Any) -> None:
     get_method(self.method)
     if self.schedule_unit not in HF_SCHEDULE_UNITS:
         raise ValueError(f"schedule_unit must be one of {HF_SCHEDULE_UNITS}, got {self.schedule_unit!r}")
-    for flat, option in flat_options().items():
-        if option.choices and getattr(self, flat) not in option.choices:
-            raise ValueError(f"{flat} must be one of {option.choices}, got {getattr(self, flat)!r}")
+    check_choices({flat: getattr(self, flat) for flat in flat_options()})
     for method in METHODS.values():
         if method.periodic and int(getattr(self, _period_field(method))) < 0:
             raise ValueError(f"{_period_field(method)} must be >= 0, got {getattr(self, _period_field(method))!r}")

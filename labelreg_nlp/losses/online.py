@@ -112,7 +112,7 @@ class OnlineLabelSmoothing(MethodLoss):
         k = int(num_classes)
         if topk is not None and not 1 <= int(topk) <= k:
             raise ValueError(f"topk must be in [1, num_classes={k}], got {topk!r}")
-        if dense and topk is not None:
+        if (dense or self.dense) and topk is not None:
             raise ValueError("give either dense=True or topk, not both")
         self.num_classes = k
         self.hard_weight = check_weight(hard_weight, "hard_weight")

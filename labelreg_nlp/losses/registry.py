@@ -79,9 +79,26 @@ class FairseqNames:
     penalty_log: str | None = None
     alias_of: str | None = None
 
-    def field_name(self, option: Option) -> str:
-        """The config field (``label_smoothing``); its flag is ``--`` + dashes (``--label-smoothing``)."""
-        return self.rename.get(option.name, self.prefix + option.name)
+    def field_name(self, option: Option | str) -> str:
+        """The config field of a core option (``alpha`` -> ``label_smoothing``)."""
+        name = option if isinstance(option, str) else option.name
+        return self.rename.get(name, self.prefix + name)
+
+    def command_line(self, alpha: float | None = None) -> list[str]:
+        """fairseq-train arguments that select this criterion, with its fixed values (an alias's
+        ``defaults``) and ``alpha`` when given: ``--criterion maxsup_cross_entropy --maxsup-alpha 0.1``."""
+        values = dict(self.defaults) if self.alias_of else {}
+        if alpha is not None:
+            values["alpha"] = alpha
+        args = ["--criterion", self.criterion]
+        for name, value in values.items():
+            args += [fairseq_flag(self.field_name(name)), str(value)]
+        return args
+
+
+def fairseq_flag(field_name: str) -> str:
+    """The command-line spelling of a fairseq config field: ``maxsup_alpha`` -> ``--maxsup-alpha``."""
+    return "--" + field_name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -211,6 +228,20 @@ def flat_options() -> dict[str, Option]:
     for method in METHODS.values():
         out.update(method.flat_options())
     return out
+
+
+def check_choices(values: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the first flat option in ``values`` whose value is not one of its choices.
+
+    Example:
+        >>> check_choices({"ols_init": "flat"})
+        Traceback (most recent call last):
+        ...
+        ValueError: ols_init must be one of ('uniform', 'ls', 'zeros'), got 'flat'
+    """
+    for flat, option in flat_options().items():
+        if option.choices and flat in values and values[flat] not in option.choices:
+            raise ValueError(f"{flat} must be one of {option.choices}, got {values[flat]!r}")
 
 
 def methods_table() -> str:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .base import MethodLoss, ScheduledAlphaLoss
 from .parts import LossParts, check_alpha
-from .registry import METHODS, flat_options, get_method
+from .registry import METHODS, check_choices, flat_options, get_method
 
 
 class TokenLoss(nn.Module):
@@ -74,9 +74,7 @@ class TokenLoss(nn.Module):
         check_alpha(alpha)
         if alpha_end is not None:
             check_alpha(alpha_end, "alpha_end")
-        for flat, option in known.items():  # every choice is checked, the chosen method's or not
-            if option.choices and flat in options and options[flat] not in option.choices:
-                raise ValueError(f"{flat} must be one of {option.choices}, got {options[flat]!r}")
+        check_choices(options)  # every choice is checked, the chosen method's or not
         self.method = spec.name
         self.ignore_index = ignore_index
         self.num_classes = None if num_classes is None else int(num_classes)

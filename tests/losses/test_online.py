@@ -240,3 +240,23 @@ def test_sparse_merge_keeps_the_largest_sums_per_row_and_moves_the_rest_to_the_t
             for c, v in entries.items():
                 assert got[c] == pytest.approx(v, rel=1e-5)
         torch.testing.assert_close(ols.acc_tail.double(), tail, rtol=1e-5, atol=1e-6)
+
+
+def test_the_representation_is_chosen_by_size_and_options_and_survives_a_copy():
+    import copy
+
+    from labelreg_nlp.losses import DenseOnlineLabelSmoothing, SparseOnlineLabelSmoothing
+
+    assert type(OnlineLabelSmoothing(2048)) is DenseOnlineLabelSmoothing
+    assert type(OnlineLabelSmoothing(2049)) is SparseOnlineLabelSmoothing
+    assert type(OnlineLabelSmoothing(10, topk=3)) is SparseOnlineLabelSmoothing
+    assert type(OnlineLabelSmoothing(3000, dense=True)) is DenseOnlineLabelSmoothing
+    with pytest.raises(ValueError, match="either dense=True or topk"):
+        DenseOnlineLabelSmoothing(10, topk=3)
+    ols = OnlineLabelSmoothing(K, topk=4).train()
+    for z, y in batches(n_batches=2):
+        ols(z, y)
+    ols.step_period()
+    twin = copy.deepcopy(ols)
+    assert type(twin) is SparseOnlineLabelSmoothing
+    torch.testing.assert_close(twin.soft_labels(), ols.soft_labels())
