@@ -71,16 +71,19 @@ class TokenCriterion(FairseqCriterion):
 
     # -- fairseq plumbing -----------------------------------------------------------------------
     def logits_and_target(self, model, net_output, sample) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoder logits ``[B, T, V]`` and targets ``[B, T]``, prefix removed.
+        """What the loss reads, ``[B, T, V]``, and the targets ``[B, T]``, prefix removed.
 
-        Raw logits give the same numbers as fairseq's log-probs (log_softmax is idempotent) and
-        avoid a float32 [B*T, V] copy; adaptive softmax has no full-vocabulary logits, so it goes
-        through ``get_normalized_probs``.
+        The decoder's raw logits when the model's log-probabilities are known to be their plain
+        log-softmax (:func:`log_softmax_of_output`): the same numbers, since every loss here
+        depends on the logits only up to a constant per row, without fairseq's float32
+        ``[B*T, V]`` copy. Otherwise (adaptive softmax, decoders that output probabilities or
+        normalize in their own way, such as the pointer-generator) the model's
+        ``get_normalized_probs(net_output, log_probs=True)``, as fairseq's criteria read.
         """
-        if getattr(getattr(model, "decoder", None), "adaptive_softmax", None) is not None:
-            logits = model.get_normalized_probs(net_output, log_probs=True)
-        else:
+        if log_softmax_of_output(model):
             logits = net_output[0]
+        else:
+            logits = model.get_normalized_probs(net_output, log_probs=True)
         target = model.get_targets(sample, net_output)
         if self.ignore_prefix_size > 0:
             logits = logits[:, self.ignore_prefix_size :, :]
@@ -88,14 +91,20 @@ class TokenCriterion(FairseqCriterion):
         return logits, target
 
     def forward(self, model, sample, reduce: bool = True):
+        """``(loss, sample_size, logging_output)`` as fairseq's criteria: the summed loss, or with
+        ``reduce=False`` the loss per target position, shape ``[B*T, 1]`` (padding 0), as
+        ``label_smoothed_cross_entropy`` returns it (its logged loss and nll_loss likewise)."""
         net_output = model(**sample["net_input"])
         logits, target = self.logits_and_target(model, net_output, sample)
         parts = self.compute_parts(logits, target, keep_per_position=not reduce)
-        loss = parts.loss if reduce else parts.per_position.reshape(-1)
+        if reduce:
+            loss, nll = parts.loss, parts.nll
+        else:
+            loss, nll = parts.per_position.reshape(-1, 1), parts.per_position_nll.reshape(-1, 1)
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         logging_output = {
-            "loss": parts.loss.data,
-            "nll_loss": parts.nll.data,
+            "loss": loss.data,
+            "nll_loss": nll.data,
             "ntokens": sample["ntokens"],
             "nsentences": sample["target"].size(0),
             "sample_size": sample_size,
@@ -138,6 +147,27 @@ class TokenCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def log_softmax_of_output(model) -> bool:
+    """Whether ``model.get_normalized_probs(net_output, log_probs=True)`` is known to be the plain
+    ``log_softmax(net_output[0])``: neither the model (unwrapped from DDP) nor its decoder
+    overrides fairseq's default normalization, and the decoder has no adaptive softmax."""
+    from fairseq.models import BaseFairseqModel, FairseqDecoder
+    from fairseq.models.transformer import TransformerModelBase
+
+    while isinstance(getattr(model, "module", None), torch.nn.Module):  # DDP and fairseq's wrappers
+        model = model.module
+    decoder = getattr(model, "decoder", None)
+    if not isinstance(decoder, FairseqDecoder) or getattr(decoder, "adaptive_softmax", None) is not None:
+        return False
+    model_type, decoder_type = type(model), type(decoder)
+    # TransformerModelBase restates the base method (for TorchScript) without changing it
+    delegating = (BaseFairseqModel.get_normalized_probs, TransformerModelBase.get_normalized_probs)
+    return (model_type.get_normalized_probs in delegating
+            and model_type.get_normalized_probs_scriptable is BaseFairseqModel.get_normalized_probs_scriptable
+            and decoder_type.get_normalized_probs is FairseqDecoder.get_normalized_probs
+            and decoder_type.get_normalized_probs_scriptable is FairseqDecoder.get_normalized_probs_scriptable)
 
 
 def follow_training_progress(task, on_epoch: Callable[[int], None], on_update: Callable[[int], None]) -> None:

@@ -96,6 +96,7 @@ def soft_target_parts(
         ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
         ncorrect=(stats.argmax == hard).sum(),
         per_position=per_position.view(target.shape[:-1]) if keep_per_position else None,
+        per_position_nll=nll.view(target.shape[:-1]) if keep_per_position else None,
     )
 
 

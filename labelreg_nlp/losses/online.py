@@ -192,6 +192,7 @@ class OnlineLabelSmoothing(MethodLoss):
             loss=per_position.sum(), nll=nll.sum(), penalty=soft_ce.sum(), ntokens=mask.sum(),
             ncorrect=correct.sum(),
             per_position=per_position.view(target.shape) if keep_per_position else None,
+            per_position_nll=nll.view(target.shape) if keep_per_position else None,
         )
 
     loss = MethodLoss.forward

@@ -26,7 +26,8 @@ class LossParts:
     ``nll`` is the unsmoothed cross-entropy and ``penalty`` the method's regularizer before its
     weight: LS and MaxSup give ``loss = nll + coef * penalty``, OLS
     ``loss = hard_weight * nll + soft_weight * penalty``. ``per_position`` is the loss per
-    position (shape of the targets, zeros where ignored), kept only when asked for.
+    position (shape of the targets, zeros where ignored) and ``per_position_nll`` its
+    unsmoothed cross-entropy, both kept only when asked for.
 
     Example:
         >>> import torch
@@ -45,6 +46,7 @@ class LossParts:
     ntokens: Tensor  # scalar int64, non-ignored positions
     ncorrect: Tensor  # scalar int64, non-ignored positions whose arg-max is the target
     per_position: Tensor | None = None
+    per_position_nll: Tensor | None = None
 
     def reduce(self, reduction: Reduction) -> Tensor:
         """The loss under ``reduction``.
@@ -144,4 +146,5 @@ def gap_parts(
         ntokens=mask.sum(),
         ncorrect=(mask & (stats.argmax == flat_target)).sum(),
         per_position=per_position.view(target.shape) if keep_per_position else None,
+        per_position_nll=nll.view(target.shape) if keep_per_position else None,
     )
