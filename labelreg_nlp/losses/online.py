@@ -35,6 +35,8 @@ from .parts import LossParts, check_alpha, flatten_batch
 
 Init = Literal["uniform", "ls", "zeros"]
 INITS: tuple[str, ...] = ("uniform", "ls", "zeros")
+Unseen = Literal["uniform", "zeros"]
+UNSEEN: tuple[str, ...] = ("uniform", "zeros")
 DENSE_MAX_CLASSES = 2048  # auto mode: dense up to this many classes, sparse above
 DEFAULT_TOPK = 64
 
@@ -65,6 +67,15 @@ class OnlineLabelSmoothing(MethodLoss):
         topk: sparse representation with k classes per row. ``None``: dense when
             ``num_classes <= 2048``, else sparse with k = 64.
         dense: force the dense representation.
+        unseen: soft label of a class with no correct prediction in the period: ``"uniform"``
+            1/K (paper), or ``"zeros"`` (no soft term for it; the MaxSup authors' OLS baseline).
+        freeze_above: when set, a class whose current soft label already has a largest entry of
+            at least this value keeps it at the period's end (the official fine-grained script
+            uses 0.88); classes with no correct prediction still get the ``unseen`` label.
+
+    Official variants: the paper's Algorithm 1 is the defaults; the official fine-grained script
+    is ``hard_weight=1, soft_weight=1, freeze_above=0.88``; the MaxSup authors' OLS baseline
+    gives unseen classes ``unseen="zeros"``.
 
     State (buffers, in ``state_dict()``): the soft labels, this period's accumulators,
     ``count`` (correct positions per class), ``periods`` (finished periods) and ``shape_info``
@@ -102,6 +113,8 @@ class OnlineLabelSmoothing(MethodLoss):
         init_alpha: float = 0.1,
         topk: int | None = None,
         dense: bool = False,
+        unseen: Unseen = "uniform",
+        freeze_above: float | None = None,
     ) -> None:
         super().__init__()
         if int(num_classes) < 2:
@@ -109,6 +122,10 @@ class OnlineLabelSmoothing(MethodLoss):
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         init_alpha = check_alpha(init_alpha, "init_alpha")
+        if unseen not in UNSEEN:
+            raise ValueError(f"unseen must be one of {UNSEEN}, got {unseen!r}")
+        self.unseen = unseen
+        self.freeze_above = None if freeze_above is None else check_alpha(freeze_above, "freeze_above")
         k = int(num_classes)
         if topk is not None and not 1 <= int(topk) <= k:
             raise ValueError(f"topk must be in [1, num_classes={k}], got {topk!r}")
@@ -154,8 +171,13 @@ class OnlineLabelSmoothing(MethodLoss):
         """Add softmax(logits[rows]) to the accumulators of classes ``y``."""
         raise NotImplementedError
 
-    def _finish_period(self, seen: Tensor, count: Tensor) -> None:
-        """Accumulators / count become the soft labels (uniform for unseen classes); reset them."""
+    def _finish_period(self, update: Tensor, keep: Tensor, count: Tensor, fallback: float) -> None:
+        """Rows ``update`` become accumulator / count, rows ``keep`` stay, the others get
+        ``fallback`` on every class; then reset the accumulators."""
+        raise NotImplementedError
+
+    def _row_max(self) -> Tensor:
+        """The largest entry of every soft label ``[K]``."""
         raise NotImplementedError
 
     def _all_reduce_tables(self) -> None:
@@ -219,7 +241,10 @@ class OnlineLabelSmoothing(MethodLoss):
         if distributed_world() > 1:
             dist.all_reduce(self.count)
             self._all_reduce_tables()
-        self._finish_period(self.count > 0, self.count)
+        seen = self.count > 0
+        keep = torch.zeros_like(seen) if self.freeze_above is None else seen & (self._row_max() >= self.freeze_above)
+        fallback = 1.0 / self.num_classes if self.unseen == "uniform" else 0.0
+        self._finish_period(seen & ~keep, keep, self.count, fallback)
         self.count.zero_()
         self.periods += 1
 
@@ -254,7 +279,11 @@ class OnlineLabelSmoothing(MethodLoss):
 
     def extra_repr(self) -> str:
         kind = "dense" if self.dense else f"topk={self.topk}"
-        return f"num_classes={self.num_classes}, {kind}, hard_weight={self.hard_weight}, soft_weight={self.soft_weight}"
+        extra = f", unseen={self.unseen!r}" if self.unseen != "uniform" else ""
+        if self.freeze_above is not None:
+            extra += f", freeze_above={self.freeze_above}"
+        return (f"num_classes={self.num_classes}, {kind}, hard_weight={self.hard_weight}, "
+                f"soft_weight={self.soft_weight}{extra}")
 
 
 def _describe(shape_info: list[int]) -> str:

@@ -46,10 +46,13 @@ class DenseOnlineLabelSmoothing(OnlineLabelSmoothing):
         for sl in row_slices(rows.numel(), self.num_classes):
             self.acc.index_add_(0, y[sl], torch.exp(logits[rows[sl]].float() - lse[sl, None]))
 
-    def _finish_period(self, seen: Tensor, count: Tensor) -> None:
-        uniform = torch.full_like(self.acc, 1.0 / self.num_classes)
-        self.soft.copy_(torch.where(seen[:, None], self.acc / count.clamp(min=1)[:, None], uniform))
+    def _finish_period(self, update: Tensor, keep: Tensor, count: Tensor, fallback: float) -> None:
+        new = torch.where(update[:, None], self.acc / count.clamp(min=1)[:, None], torch.full_like(self.acc, fallback))
+        self.soft.copy_(torch.where(keep[:, None], self.soft, new))
         self.acc.zero_()
+
+    def _row_max(self) -> Tensor:
+        return self.soft.amax(dim=-1)
 
     def _all_reduce_tables(self) -> None:
         dist.all_reduce(self.acc)

@@ -120,18 +120,25 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         self.acc_idx[row_of[keep], rank[keep]] = col_of[keep].to(self.acc_idx.dtype)
         self.acc_val[row_of[keep], rank[keep]] = summed[keep]
 
-    def _finish_period(self, seen: Tensor, count: Tensor) -> None:
+    def _finish_period(self, update: Tensor, keep: Tensor, count: Tensor, fallback: float) -> None:
         val, pos = self.acc_val.topk(self.topk, dim=-1)
         idx = self.acc_idx.gather(1, pos)
         tail = self.acc_tail + (self.acc_val.sum(-1) - val.sum(-1))
         denom = count.clamp(min=1)
-        uni_idx, uni_val, uni_tail = self._uniform_rows(1.0 / self.num_classes)  # rows never seen
-        self.soft_idx.copy_(torch.where(seen[:, None], idx, uni_idx))
-        self.soft_val.copy_(torch.where(seen[:, None], val / denom[:, None], uni_val))
-        self.soft_tail.copy_(torch.where(seen, tail / denom, uni_tail))
+        fb_idx, fb_val, fb_tail = self._uniform_rows(fallback)  # rows not updated
+        new_idx = torch.where(update[:, None], idx, fb_idx)
+        new_val = torch.where(update[:, None], val / denom[:, None], fb_val)
+        new_tail = torch.where(update, tail / denom, fb_tail)
+        self.soft_idx.copy_(torch.where(keep[:, None], self.soft_idx, new_idx))
+        self.soft_val.copy_(torch.where(keep[:, None], self.soft_val, new_val))
+        self.soft_tail.copy_(torch.where(keep, self.soft_tail, new_tail))
         self.acc_idx.zero_()
         self.acc_val.zero_()
         self.acc_tail.zero_()
+
+    def _row_max(self) -> Tensor:
+        rows = torch.arange(self.num_classes, device=self.soft_val.device)
+        return torch.maximum(self.soft_val.amax(dim=-1), self._tail_share(rows))
 
     def _all_reduce_tables(self) -> None:
         # Slot sets differ between ranks: gather every rank's slots and merge them in rank order,

@@ -24,7 +24,7 @@ from typing import Any
 
 from .base import MethodLoss
 from .maxsup import MaxSupLoss
-from .online import DEFAULT_TOPK, DENSE_MAX_CLASSES, INITS, OnlineLabelSmoothing
+from .online import DEFAULT_TOPK, DENSE_MAX_CLASSES, INITS, UNSEEN, OnlineLabelSmoothing
 from .parts import check_alpha
 from .smoothing import CONVENTIONS, LabelSmoothingLoss
 
@@ -202,6 +202,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
             Option("topk", int, None, f"sparse soft labels keeping the top-k classes per row (default: dense up "
                    f"to {DENSE_MAX_CLASSES} classes, else k = {DEFAULT_TOPK})", "[1, K]", nullable=True),
             Option("dense", bool, False, "force dense K x K soft labels"),
+            Option("unseen", str, "uniform", "soft label of a class with no correct prediction in the period: "
+                   "uniform (paper), zeros (the MaxSup authors' OLS baseline)", choices=UNSEEN),
+            Option("freeze_above", float, None, "keep a class's soft label once its largest entry reaches this "
+                   "value (official fine-grained script: 0.88; default: always update)", "[0, 1]", nullable=True),
         ),
         prefix="ols_", needs_num_classes=True, periodic=True,
         fairseq=FairseqNames("ols_cross_entropy", prefix="ols_", penalty_log="ols_soft"),

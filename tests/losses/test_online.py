@@ -68,6 +68,76 @@ def test_matches_algorithm_1_over_three_epochs(kind):
     assert int(ols.periods) == 3
 
 
+class FineGrainedReference:
+    """The official fine-grained script's epoch end, written plainly: a class with no correct
+    prediction gets ``unseen`` (1/K there); one whose soft label's largest entry is at least
+    ``freeze`` keeps it; the others become the mean softmax. Loss: hard * CE + soft * CE(S[y])."""
+
+    def __init__(self, k, hard, soft, freeze, unseen):
+        self.k, self.hard, self.soft, self.freeze, self.unseen = k, hard, soft, freeze, unseen
+        self.S = torch.full((k, k), 1.0 / k, dtype=torch.float64)
+        self.acc = torch.zeros(k, k, dtype=torch.float64)
+        self.n = torch.zeros(k, dtype=torch.float64)
+
+    def loss(self, logits, y):
+        logp = torch.log_softmax(logits.double(), -1)
+        p = logp.exp().detach()
+        for i in range(len(y)):
+            if int(p[i].argmax()) == int(y[i]):
+                self.acc[y[i]] += p[i]
+                self.n[y[i]] += 1
+        hard = -logp.gather(1, y[:, None])[:, 0]
+        return (self.hard * hard - self.soft * (self.S[y] * logp).sum(-1)).mean()
+
+    def end_epoch(self):
+        for c in range(self.k):
+            if self.n[c] == 0:
+                self.S[c] = self.unseen
+            elif self.freeze is not None and self.S[c].max() >= self.freeze:
+                continue
+            else:
+                self.S[c] = self.acc[c] / self.n[c]
+        self.acc.zero_()
+        self.n.zero_()
+
+
+@pytest.mark.parametrize("kind", [{"dense": True}, {"topk": K}])
+@pytest.mark.parametrize("variant", [
+    {"hard_weight": 1.0, "soft_weight": 1.0, "freeze_above": 0.5},  # the fine-grained script's rule
+    {"unseen": "zeros"},  # the MaxSup authors' OLS baseline
+    {"unseen": "zeros", "freeze_above": 0.3},
+])
+def test_official_variants_over_four_epochs(kind, variant):
+    ols = OnlineLabelSmoothing(K, **kind, **variant).train()
+    ref = FineGrainedReference(K, variant.get("hard_weight", 0.5), variant.get("soft_weight", 0.5),
+                               variant.get("freeze_above"), 0.0 if variant.get("unseen") == "zeros" else 1.0 / K)
+    frozen_seen = unseen_seen = False
+    for epoch in range(4):
+        # skewed towards the first classes, so some rows peak high and the last class is never right
+        for z, y in batches(n_batches=3, seed=epoch, skew=4.0 + epoch):
+            y = y.clamp(max=K - 2)
+            z64, z_ref = z.double().requires_grad_(), z.double().requires_grad_()
+            ours, theirs = ols(z64, y), ref.loss(z_ref, y)
+            torch.testing.assert_close(ours, theirs)
+            torch.testing.assert_close(torch.autograd.grad(ours, z64)[0], torch.autograd.grad(theirs, z_ref)[0])
+        before = ref.S.clone()
+        n = ref.n.clone()
+        ols.step_period()
+        ref.end_epoch()
+        torch.testing.assert_close(ols.soft_labels().double(), ref.S, rtol=1e-6, atol=1e-7)
+        if variant.get("freeze_above") is not None:
+            frozen_seen |= bool(((n > 0) & (before.max(-1).values >= variant["freeze_above"])).any())
+        unseen_seen |= bool((n == 0).any())
+    assert unseen_seen and (variant.get("freeze_above") is None or frozen_seen)  # the rules were exercised
+
+
+def test_variant_options_are_checked():
+    with pytest.raises(ValueError, match="unseen must be one of .* got 'ls'"):
+        OnlineLabelSmoothing(K, unseen="ls")
+    with pytest.raises(ValueError, match=r"freeze_above must be in \[0, 1\], got 1.5"):
+        OnlineLabelSmoothing(K, freeze_above=1.5)
+
+
 def test_unseen_class_falls_back_to_uniform_and_padding_is_ignored():
     ols = OnlineLabelSmoothing(K, dense=True).train()
     z = torch.zeros(4, K)
