@@ -5,17 +5,20 @@
    (/usr/share/locale/de/LC_MESSAGES; a generated toy corpus where there are none);
 2. the translation pipeline's prepare (``labelreg_nlp.translation``, also behind scripts/nmt.py):
    Moses-tokenize, clean the training pairs, learn and apply joint BPE, ``fairseq-preprocess``;
-3. train a small transformer on CPU with each criterion for ``--minutes`` minutes;
+3. train a small transformer on CPU with each criterion for ``--max-epoch`` epochs (a fixed amount
+   of work, so every machine trains the same model: a slower one takes longer, it does not get
+   a worse one);
 4. ``fairseq-generate`` (beam 5) on the test split, remove BPE, detokenize, score with SacreBLEU;
 5. print a table.
 
-Example:  python scripts/demo.py --minutes 3 --criteria ls,maxsup
+Example:  python scripts/demo.py --max-epoch 7 --criteria ls,maxsup
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,12 +48,33 @@ def prepare(work: Path, args) -> tuple[str, dict[str, int]]:
     return name, done["sizes"]
 
 
+# seconds per epoch of the default model and corpus on a 2-core CPU (for the estimate printed up front)
+SECONDS_PER_EPOCH = 27
+
+
+def progress(name: str, epochs: int):
+    """An ``echo`` for the training output: one line per finished epoch, errors as they are."""
+    start = time.time()
+    summary = re.compile(r"\| valid \| epoch (\d+) \|.*?\| nll_loss ([\d.]+).*?\| num_updates (\d+)")
+
+    def echo(line: str) -> bool:
+        match = summary.search(line)
+        if match:
+            epoch, nll, updates = int(match[1]), float(match[2]), int(match[3])
+            minutes = (time.time() - start) / 60
+            log(f"{name}: epoch {epoch}/{epochs} done, {updates} updates, valid nll {nll:.3f} (base 2), "
+                f"{minutes:.1f} min so far")
+        return "Error" in line or "Traceback" in line
+
+    return echo
+
+
 def train(work: Path, name: str, args) -> dict:
     model = T.tiny_recipe(embed_dim=args.embed_dim, layers=args.layers, heads=args.heads, lr=args.lr,
                           warmup=args.warmup, max_tokens=args.max_tokens)
     extra = ["--log-interval", str(args.log_interval), "--no-last-checkpoints"]
     return T.train(work / "data-bin", work / "checkpoints" / name, name, args.seed, alpha=args.alpha, model=model,
-                   max_epoch=args.max_epoch, minutes=args.minutes, extra=extra, fp16=False)
+                   max_epoch=args.max_epoch, extra=extra, fp16=False, echo=progress(name, args.max_epoch))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=REPO / "runs" / "demo", help="where data, checkpoints and results go (default: runs/demo)")
     p.add_argument("--criteria", default="ls,maxsup", help=f"comma-separated, from {sorted(T.CRITERIA)} (none = no smoothing; default: ls,maxsup)")
     p.add_argument("--alpha", type=float, default=0.1, help="label-smoothing / MaxSup weight (default 0.1)")
-    p.add_argument("--minutes", type=float, default=3.0, help="training wall time per criterion (default 3)")
-    p.add_argument("--max-epoch", type=int, default=100, help="epoch cap; training stops at --minutes first (default 100)")
+    p.add_argument("--max-epoch", type=int, default=7, help="training epochs per criterion (default 7: about 1,280 "
+                   "updates, 3 minutes on an idle 2-core CPU)")
     p.add_argument("--seed", type=int, default=1, help="data split and training seed (default 1)")
     p.add_argument("--locale-dir", default=DEFAULT_LOCALE_DIR, help="gettext catalogs to read the corpus from")
     p.add_argument("--max-pairs", type=int, default=0, help="use only the first N pairs (0 = all)")
@@ -80,15 +104,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--criteria: unknown {unknown or names!r}; choose from {sorted(T.CRITERIA)}")
     if not (0.0 <= args.alpha <= 1.0):
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.minutes <= 0:
-        p.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.max_epoch < 1:
+        p.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
 
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     corpus, sizes = prepare(work, args)
+    expected = SECONDS_PER_EPOCH * args.max_epoch * len(names) / 60
+    log(f"{len(names)} criteria x {args.max_epoch} epochs: about {expected:.0f} min of training with the default "
+        "model on an idle 2-core CPU (longer on a busy one, same result), then beam search")
     rows = []
     for name in names:
-        log(f"training '{name}' (alpha={args.alpha}) for up to {args.minutes:g} min")
+        log(f"training '{name}' (alpha={args.alpha}) for {args.max_epoch} epochs")
         stats = train(work, name, args)
         log(f"evaluating '{name}' on the test split ({sizes['test']} sentences, beam 5)")
         scores = T.evaluate(work / "data-bin", stats["checkpoint"], work / "ref" / f"test.{TGT}", beam=5, tgt=TGT)

@@ -204,10 +204,12 @@ def read_parallel(source: str | Path, target: str | Path) -> list[tuple[str, str
 # ------------------------------------------------------------------------------------------ train
 def train(data_dir: str | Path, save_dir: str | Path, criterion: str, seed: int, *, alpha: float = 0.1,
           model: list[str] | None = None, max_epoch: int | None = None, minutes: float | None = None,
-          extra: Iterable[str] = (), cpu: bool | None = None, fp16: bool | None = None) -> dict:
+          extra: Iterable[str] = (), cpu: bool | None = None, fp16: bool | None = None,
+          echo: Callable[[str], bool] | None = None) -> dict:
     """One ``fairseq-train`` run; returns epochs, updates, best valid nll, minutes, seconds per
     epoch and the best checkpoint. ``model``: fairseq arguments of the model and optimizer
-    (default :data:`IWSLT_RECIPE`)."""
+    (default :data:`IWSLT_RECIPE`). ``echo(line)`` decides which output lines are shown (default:
+    fairseq's epoch summaries and errors)."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     cpu = (not cuda_available()) if cpu is None else cpu
@@ -226,8 +228,8 @@ def train(data_dir: str | Path, save_dir: str | Path, criterion: str, seed: int,
         cmd.append("--fp16")
     cmd += list(extra)
     start = time.time()
-    output = run_fairseq("train", cmd, echo=lambda line: any(
-        tag in line for tag in ("| INFO | train |", "| INFO | valid |", "done training", "Error")))
+    output = run_fairseq("train", cmd, echo=echo or (lambda line: any(
+        tag in line for tag in ("| INFO | train |", "| INFO | valid |", "done training", "Error"))))
     seconds = time.time() - start
     epoch_times = [float(t) for t in re.findall(r"\| train \| epoch \d+ \|.*?\| train_wall ([\d.]+)", output)]
     valid = re.findall(r"\| valid on 'valid' subset \|.*?\| nll_loss ([\d.]+)", output)

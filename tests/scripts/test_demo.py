@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_demo_runs_end_to_end(tmp_path):
     pytest.importorskip("fairseq")
     out = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "--workdir", str(tmp_path), "--minutes", "0.15",
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--workdir", str(tmp_path), "--max-epoch", "2",
          "--max-pairs", "1500", "--valid-size", "100", "--test-size", "100", "--bpe-merges", "300",
          "--embed-dim", "32", "--layers", "1", "--heads", "2", "--log-interval", "10"],
         capture_output=True, text=True,
@@ -23,12 +23,13 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "| criterion | alpha |" in out.stdout and "signature: nrefs:1" in out.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["criterion"] for r in results["rows"]] == ["ls", "maxsup"]
-    assert all(0.0 <= r["bleu"] <= 100.0 and r["updates"] > 0 for r in results["rows"])
+    assert all(0.0 <= r["bleu"] <= 100.0 and r["updates"] > 0 and r["epochs"] == 2 for r in results["rows"])
+    assert "ls: epoch 2/2 done" in out.stdout and "maxsup: epoch 1/2 done" in out.stdout  # one line per epoch
     assert len((tmp_path / "checkpoints" / "maxsup" / "generate" / "test.detok.en").read_text().splitlines()) == 100
 
 
 def test_demo_rejects_bad_arguments():
     for bad, msg in ((["--criteria", "ls,foo"], "unknown ['foo']"), (["--alpha", "1.5"], "--alpha must be in [0, 1]"),
-                     (["--minutes", "0"], "--minutes must be > 0")):
+                     (["--max-epoch", "0"], "--max-epoch must be >= 1")):
         out = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), *bad], capture_output=True, text=True)
         assert out.returncode == 2 and msg in out.stderr
