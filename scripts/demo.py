@@ -49,7 +49,7 @@ def prepare(work: Path, args) -> tuple[str, dict[str, int]]:
 
 
 # seconds per epoch of the default model and corpus on a 2-core CPU (for the estimate printed up front)
-SECONDS_PER_EPOCH = 27
+SECONDS_PER_EPOCH = 43
 
 
 def progress(name: str, epochs: int):

@@ -103,14 +103,23 @@ def label_ids(splits: dict[str, list[dict]]) -> list[str]:
     for rows in splits.values():
         for ex in rows:
             ex["text"] = "" if ex["text"] is None else str(ex["text"])
+    for split, rows in splits.items():
+        for i, ex in enumerate(rows):
+            if ex["label"] is None or (isinstance(ex["label"], str) and not ex["label"].strip()):
+                raise DataError(f"{split} example {i} has an empty label")
     values = {ex["label"] for rows in splits.values() for ex in rows}
     if all(isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in values):
         ids = {v: int(v) for v in values}
         if min(ids.values()) < 0:
             raise DataError(f"labels must be >= 0, got {min(ids.values())}")
         names = [str(i) for i in range(max(ids.values()) + 1)]
-    else:
-        names = sorted(str(v) for v in values)
+    else:  # label names: the training split defines the classes
+        names = sorted({str(ex["label"]) for ex in splits["train"]})
+        for split, rows in splits.items():
+            unknown = sorted({str(ex["label"]) for ex in rows} - set(names))
+            if unknown:
+                raise DataError(f"the {split} split has label {unknown[0]!r}, which the training data does not "
+                                f"have (labels: {', '.join(names)})")
         ids = {v: names.index(str(v)) for v in values}
     if len(names) < 2:
         raise DataError(f"need at least 2 classes, the label column holds only {names}")

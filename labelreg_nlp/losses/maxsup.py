@@ -133,8 +133,9 @@ def maxsup_loss(
 
 def _any_target_parts(logits: Tensor, target: Tensor, alpha: float, ignore_index: int | None,
                       keep_per_position: bool) -> LossParts:
-    """:func:`soft_target_parts` for float targets, :func:`maxsup_parts` for class indices."""
-    if target.is_floating_point():
+    """:func:`soft_target_parts` for float targets with the logits' rank (``[..., K]``),
+    :func:`maxsup_parts` otherwise (which refuses float class indices)."""
+    if target.is_floating_point() and target.dim() == logits.dim():
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer targets only, not soft targets")
         return soft_target_parts(logits, target, alpha, keep_per_position=keep_per_position)

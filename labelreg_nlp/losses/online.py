@@ -221,12 +221,14 @@ class OnlineLabelSmoothing(MethodLoss):
 
     @torch.no_grad()
     def accumulate(self, logits: Tensor, target: Tensor, correct: Tensor, stats: LogitStats) -> None:
-        """Add softmax(logits) (T = 1) of the ``correct`` rows to their target's accumulator.
+        """Add softmax(logits) (T = 1) of the ``correct`` rows to their target's accumulator; rows
+        with a NaN or +inf logit are left out (a half-precision overflow must not poison the state).
 
         ``stats`` is the :func:`~labelreg_nlp.losses.logit_stats.logit_stats` of these logits
         (with ``top=self.topk`` when sparse).
         """
-        rows = correct.nonzero().squeeze(-1)
+        # a row with a NaN or +inf logit has a non-finite log-sum-exp: never let it into the state
+        rows = (correct & torch.isfinite(stats.lse)).nonzero().squeeze(-1)
         if rows.numel() == 0:
             return
         y = target[rows]
