@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The main job on an embedded default: De->En translation with LS vs MaxSup, no download.
 
-1. build a German-English corpus from this machine's gettext catalogs
+1. build a German-English corpus from the system's gettext catalogs
    (/usr/share/locale/de/LC_MESSAGES; a generated toy corpus where there are none);
 2. the translation pipeline's prepare (``labelreg_nlp.translation``, also behind scripts/nmt.py):
    Moses-tokenize, clean the training pairs, learn and apply joint BPE, ``fairseq-preprocess``;
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--criteria", default="ls,maxsup", help=f"comma-separated, from {sorted(T.CRITERIA)} (none = no smoothing; default: ls,maxsup)")
     p.add_argument("--alpha", type=float, default=0.1, help="label-smoothing / MaxSup weight (default 0.1)")
     p.add_argument("--max-epoch", type=int, default=7, help="training epochs per criterion (default 7: about 1,280 "
-                   "updates, 3 minutes on an idle 2-core CPU)")
+                   "updates, 5 minutes on an idle 2-core CPU)")
     p.add_argument("--seed", type=int, default=1, help="data split and training seed (default 1)")
     p.add_argument("--locale-dir", default=DEFAULT_LOCALE_DIR, help="gettext catalogs to read the corpus from")
     p.add_argument("--max-pairs", type=int, default=0, help="use only the first N pairs (0 = all)")

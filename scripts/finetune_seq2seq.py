@@ -6,7 +6,7 @@ detokenized SacreBLEU on the test split.
 the default 'scratch' builds a small T5 from a config with a Unigram tokenizer trained on the
 training pairs, so the script runs offline. The corpus is a local .csv/.tsv/.json/.jsonl file of
 source/target pairs (translation or summarization); without one it uses the gettext De-En pairs
-this machine ships. Every transformers Seq2SeqTrainingArguments option works too.
+the system's gettext catalogs hold. Every transformers Seq2SeqTrainingArguments option works too.
 
 Examples:
   python scripts/finetune_seq2seq.py --method maxsup --alpha 0.1 --num_train_epochs 5

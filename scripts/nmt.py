@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tokenize (Moses), clean (length ratio 1.5, 1..175 words), lowercase, split "
                                    "every 23rd training pair off as validation, learn and apply joint BPE, "
                                    "fairseq-preprocess --joined-dictionary. Sources, in order of precedence: "
-                                   "--raw-dir, --train-src/..., else the gettext De-En corpus of this machine.")
+                                   "--raw-dir, --train-src/..., else the gettext De-En corpus of the system.")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--raw-dir", help="unpacked IWSLT14 de-en release (train.tags.de-en.*, IWSLT14.TED*.xml)")
     for split in ("train", "valid", "test"):
