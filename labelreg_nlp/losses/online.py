@@ -148,6 +148,7 @@ class OnlineLabelSmoothing(MethodLoss):
             on, off = 1.0 - init_alpha + init_alpha / k, init_alpha / k
         with torch.no_grad():
             self._fill(on, off)
+        self._self_mass: float | None = None  # mean S[y][y]; the soft labels change only at period ends
 
     # ------------------------------------------------------------------ representation
     # What a representation implements (see online_dense.py and online_sparse.py).
@@ -249,6 +250,7 @@ class OnlineLabelSmoothing(MethodLoss):
         self._finish_period(seen & ~keep, keep, self.count, fallback)
         self.count.zero_()
         self.periods += 1
+        self._self_mass = None
 
     def end_period(self) -> None:
         self.step_period()
@@ -257,9 +259,14 @@ class OnlineLabelSmoothing(MethodLoss):
     TARGET_LOG_SUMS = ("ols_target_mass",)
 
     def log_values(self) -> dict[str, float]:
-        """``ols_periods`` (finished periods) and ``ols_self_mass`` (mean over classes of S[y][y])."""
-        classes = torch.arange(self.num_classes, device=self.count.device)
-        return {"ols_periods": int(self.periods), "ols_self_mass": float(self.target_mass(classes).mean())}
+        """``ols_periods`` (finished periods) and ``ols_self_mass`` (mean over classes of S[y][y]).
+
+        Adapters call this at every logged step; the mean over K classes is computed once per period.
+        """
+        if self._self_mass is None:
+            classes = torch.arange(self.num_classes, device=self.count.device)
+            self._self_mass = float(self.target_mass(classes).mean())
+        return {"ols_periods": int(self.periods), "ols_self_mass": self._self_mass}
 
     def target_log_sums(self, target: Tensor) -> dict[str, Tensor]:
         """``ols_target_mass``: the sum of ``S[y][y]`` over the targets (1/K each before the first period)."""
@@ -278,6 +285,7 @@ class OnlineLabelSmoothing(MethodLoss):
                 )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        self._self_mass = None
 
     def extra_repr(self) -> str:
         kind = "dense" if self.dense else f"topk={self.topk}"

@@ -330,3 +330,17 @@ def test_the_representation_is_chosen_by_size_and_options_and_survives_a_copy():
     twin = copy.deepcopy(ols)
     assert type(twin) is SparseOnlineLabelSmoothing
     torch.testing.assert_close(twin.soft_labels(), ols.soft_labels())
+
+
+def test_logged_self_mass_follows_periods_and_loaded_states():
+    ols = OnlineLabelSmoothing(K, topk=4).train()
+    assert ols.log_values() == {"ols_periods": 0, "ols_self_mass": pytest.approx(1 / K)}
+    for z, y in batches(n_batches=2):
+        ols(z, y)
+    ols.step_period()
+    classes = torch.arange(K)
+    assert ols.log_values()["ols_self_mass"] == pytest.approx(float(ols.target_mass(classes).mean()))
+    fresh = OnlineLabelSmoothing(K, topk=4)
+    fresh.log_values()
+    fresh.load_state_dict(ols.state_dict())
+    assert fresh.log_values() == ols.log_values()
