@@ -265,7 +265,7 @@ class MethodCriterion(TokenCriterion):
         if names.schedule:
             schedule = self._schedule(given, core["alpha"])
         num_classes = len(task.target_dictionary)
-        module = spec.build(num_classes, **schedule, **core) if spec.scheduled else spec.build(num_classes, **core)
+        module = spec.build(num_classes, **schedule, **core)
         self.add_module(spec.name, module)
         self.period_updates = 0
         if spec.periodic:

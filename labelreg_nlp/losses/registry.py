@@ -147,7 +147,7 @@ class Method:
 
         Args:
             num_classes: K; required when ``needs_num_classes``.
-            schedule_horizon, alpha_end: the alpha schedule of scheduled methods.
+            schedule_horizon, alpha_end: the alpha schedule of scheduled methods (ignored by others).
             **options: core option values.
 
         Returns:

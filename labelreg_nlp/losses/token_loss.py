@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .base import MethodLoss, ScheduledAlphaLoss
 from .parts import LossParts, check_alpha
-from .registry import METHODS, check_choices, flat_options, get_method
+from .registry import ALPHA, METHODS, check_choices, flat_options, get_method
 
 
 class TokenLoss(nn.Module):
@@ -79,11 +79,9 @@ class TokenLoss(nn.Module):
         self.ignore_index = ignore_index
         self.num_classes = None if num_classes is None else int(num_classes)
         core = {o.name: options[flat] for flat, o in spec.flat_options().items() if flat in options}
-        if spec.scheduled:
-            core.update(alpha=alpha)
-            module = spec.build(self.num_classes, schedule_horizon, alpha_end, **core)
-        else:
-            module = spec.build(self.num_classes, **core)
+        if ALPHA in spec.options:
+            core["alpha"] = alpha
+        module = spec.build(self.num_classes, schedule_horizon, alpha_end, **core)  # unscheduled: no schedule
         setattr(self, spec.name, module)  # not add_module: __getattr__ answers None for every method name
 
     def __getattr__(self, name: str) -> Any:
