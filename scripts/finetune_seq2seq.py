@@ -167,7 +167,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     bleu = sacrebleu.metrics.BLEU()
     score = bleu.corpus_score(hypotheses, [references])
     results = {
-        "method": labelreg.method, "alpha": labelreg.alpha if labelreg.method in ("ls", "maxsup") else None,
+        "method": labelreg.method, "alpha": labelreg.alpha if labelreg.method not in ("none", "ols") else None,
         "seed": training.seed, "model": script.model_name_or_path, "corpus": corpus,
         "sizes": {name: len(rows) for name, rows in splits.items()}, "epochs": training.num_train_epochs,
         "train_seconds": round(train_result.metrics["train_runtime"], 1), "bleu": round(score.score, 2),

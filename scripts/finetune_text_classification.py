@@ -164,7 +164,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     logits = torch.as_tensor(trainer.predict(test).predictions)
     report = classification_report(logits.float(), torch.as_tensor(test["label"]), num_bins=script.ece_bins)
     results = {
-        "method": labelreg.method, "alpha": labelreg.alpha if labelreg.method in ("ls", "maxsup") else None,
+        "method": labelreg.method, "alpha": labelreg.alpha if labelreg.method not in ("none", "ols") else None,
         "alpha_end": labelreg.alpha_end, "seed": training.seed, "model": script.model_name_or_path,
         "dataset": script.dataset, "num_labels": len(names), "train_examples": len(train),
         "epochs": training.num_train_epochs, "train_seconds": round(train_result.metrics["train_runtime"], 1),

@@ -347,7 +347,8 @@ class MethodCriterion(TokenCriterion):
         # weighted by sample_size so that summed logging outputs still average correctly
         if names.schedule:
             out["alpha"] = self.alpha * sample_size
-        out.update({key: value * sample_size for key, value in module.log_values().items()})
+        if module.LOG_VALUES:
+            out.update({key: value * sample_size for key, value in module.log_values().items()})
         with torch.no_grad():
             out.update(module.target_log_sums(target[target != self.padding_idx]))
         return out

@@ -16,6 +16,11 @@ The alpha schedule follows ``state.epoch`` or ``state.global_step``; periods of 
 ``torch.distributed``, and the state is saved in every checkpoint directory
 (``labelreg_state.pt``) and read back by ``trainer.train(resume_from_checkpoint=...)``.
 
+Methods with learnable parameters (LS++ and LLS tables) get their own optimizer parameter group
+(``labelreg_lr``, ``labelreg_weight_decay``), follow the model's learning-rate schedule, are saved
+in every checkpoint with the rest of the method's state, and have their gradients averaged across
+processes before each optimizer step (they live outside the DDP-wrapped model).
+
 :class:`LabelRegArguments` is built from the method registry: one field per option of every
 method (``labelreg-nlp methods`` lists them), readable by ``HfArgumentParser``.
 """
@@ -63,6 +68,13 @@ def _argument_fields() -> list[tuple[str, Any, Any]]:
         ("schedule_horizon", Optional[int], field(default=None, metadata={  # noqa: UP045
             "help": "schedule length in its unit (default: the run's number of epochs, or its max steps)"})),
     ]
+    out += [
+        ("labelreg_lr", Optional[float], field(default=None, metadata={  # noqa: UP045
+            "help": "lspp, lls: learning rate of the learned table (its own optimizer group, same schedule); "
+                    "default: --learning_rate"})),
+        ("labelreg_weight_decay", Optional[float], field(default=None, metadata={  # noqa: UP045
+            "help": "lspp, lls: weight decay of the learned table; default: --weight_decay; 0 = none"})),
+    ]
     for method in METHODS.values():
         for flat, option in method.flat_options().items():
             if flat != "alpha":
@@ -88,6 +100,10 @@ def _check_arguments(self: Any) -> None:
             raise ValueError(f"{_period_field(method)} must be >= 0, got {getattr(self, _period_field(method))!r}")
     if self.schedule_horizon is not None and int(self.schedule_horizon) < 1:
         raise ValueError(f"schedule_horizon must be >= 1, got {self.schedule_horizon!r}")
+    for name in ("labelreg_lr", "labelreg_weight_decay"):
+        value = getattr(self, name)
+        if value is not None and not (float(value) >= 0 and math.isfinite(float(value))):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _build_loss(self: Any, num_classes: int | None) -> TokenLoss:
@@ -194,14 +210,36 @@ class LabelRegLoss:
         self.token_loss.set_progress(saved["progress"])
 
 
+def average_gradients_across_processes(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over the processes of torch.distributed (a parameter
+    without a gradient counts as zero), as DDP does for the model's; no-op in one process."""
+    if not params or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)  # SUM: gloo has no AVG
+        p.grad.div_(world)
+
+
 class LabelRegCallback(TrainerCallback):
     """Moves the alpha schedule with the trainer and ends the periods of stateful methods (OLS)."""
 
     def __init__(self, loss: LabelRegLoss) -> None:
         self.loss = loss
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
         token_loss, options = self.loss.token_loss, self.loss.args
+        params = list(token_loss.parameters())
+        if params and optimizer is not None:
+            known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if not all(id(p) in known for p in params):
+                raise ValueError(f"the {token_loss.method} table is not in the optimizer, so it would never learn: "
+                                 "use LabelRegTrainer, or give your optimizer the loss's parameters "
+                                 "(LabelRegLoss.token_loss.parameters())")
         if token_loss.alpha_end is not None and token_loss.schedule_horizon is None:
             total = math.ceil(state.num_train_epochs) if options.schedule_unit == "epoch" else state.max_steps
             token_loss.schedule_horizon = max(1, int(total))
@@ -214,6 +252,14 @@ class LabelRegCallback(TrainerCallback):
         if self.loss.args.schedule_unit == "step":
             self.loss.token_loss.set_progress(state.global_step)
         self.loss.token_loss.train(True)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        average_gradients_across_processes(list(self.loss.token_loss.parameters()))
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        # the Trainer zeroes the model's gradients only (model.zero_grad())
+        for p in self.loss.token_loss.parameters():
+            p.grad = None
 
     def on_step_end(self, args, state, control, **kwargs):
         self.loss.token_loss.train(False)
@@ -272,6 +318,7 @@ class LabelRegTrainerMixin:
         if shift_labels is None:
             shift_labels = _is_causal_lm(model)
         self.labelreg_loss = LabelRegLoss(options, num_classes=num_classes, shift_labels=shift_labels)
+        self.labelreg_loss.token_loss.to(self.args.device)
         # As a compute_loss_func, the base Trainer counts num_items_in_batch for it (over all
         # micro-batches and processes) and rescales for average_tokens_across_devices.
         self.compute_loss_func = self.labelreg_loss
@@ -292,6 +339,19 @@ class LabelRegTrainerMixin:
         # normalized by the whole accumulated batch, or by this micro-batch only
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         return result
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        """The base optimizer plus, for methods with learnable parameters (LS++, LLS), one more
+        parameter group holding them, with ``labelreg_lr`` and ``labelreg_weight_decay``."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        params = [p for p in self.labelreg_loss.token_loss.parameters() if p.requires_grad]
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if params and not any(id(p) in known for p in params):
+            options = self.labelreg_loss.args
+            lr = self.args.learning_rate if options.labelreg_lr is None else float(options.labelreg_lr)
+            decay = self.args.weight_decay if options.labelreg_weight_decay is None else float(options.labelreg_weight_decay)
+            optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": decay})
+        return optimizer
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """The base ``save_model``, plus the method's state (``labelreg_state.pt``) beside the model,

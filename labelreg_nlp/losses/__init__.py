@@ -2,6 +2,9 @@
 alpha schedules, the method registry and the method-by-name :class:`TokenLoss`."""
 
 from .base import MethodLoss, ScheduledAlphaLoss
+from .learned import LearnedTargetLoss
+from .lls import LearnableLabelSmoothing
+from .lspp import LabelSmoothingPlusPlus
 from .maxsup import MaxSupLoss, maxsup_loss, maxsup_parts, soft_target_parts
 from .online import OnlineLabelSmoothing
 from .online_dense import DenseOnlineLabelSmoothing
@@ -16,6 +19,9 @@ __all__ = [
     "METHODS",
     "ConstantSchedule",
     "DenseOnlineLabelSmoothing",
+    "LabelSmoothingPlusPlus",
+    "LearnableLabelSmoothing",
+    "LearnedTargetLoss",
     "LabelSmoothingLoss",
     "LinearSchedule",
     "LossParts",

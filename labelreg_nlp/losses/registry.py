@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import MethodLoss
+from .learned import DEFAULT_RANK, FULL_MAX_CLASSES
+from .lls import LearnableLabelSmoothing
+from .lspp import LabelSmoothingPlusPlus
 from .maxsup import MaxSupLoss
 from .online import DEFAULT_TOPK, DENSE_MAX_CLASSES, INITS, UNSEEN, OnlineLabelSmoothing
 from .parts import check_alpha
@@ -168,7 +171,18 @@ class Method:
 
 
 ALPHA = Option("alpha", float, 0.1, "regularization weight: LS smoothing, MaxSup suppression (with alpha_end: "
-               "the schedule's start)", "[0, 1]", check=check_alpha)
+               "the schedule's start), LS++ and LLS weight of the learned distribution (LS++: 0 < a < 1, "
+               "LLS: 0 < a <= 1)", "[0, 1]", check=check_alpha)
+
+
+def _table_options(symbol: str) -> tuple[Option, ...]:
+    """The options of a learned-table method (LS++, LLS)."""
+    return (
+        Option("rank", int, None, f"factored table {symbol}[y] = u_y V^T of this rank (vocabulary scale; default: "
+               f"the full table up to {FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK})", ">= 1", nullable=True),
+        Option("full", bool, False, "force the full table (K x K parameters)"),
+    )
+
 CONVENTION = Option("convention", str, "uniform", "uniform: target 1-a+a/K, others a/K (torch, HF, the papers); "
                     "fairseq: target 1-a, others a/(K-1) (fairseq's label_smoothed_cross_entropy)",
                     choices=CONVENTIONS)
@@ -209,6 +223,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
         ),
         prefix="ols_", needs_num_classes=True, periodic=True,
         fairseq=FairseqNames("ols_cross_entropy", prefix="ols_", penalty_log="ols_soft"),
+    ),
+    Method(
+        "lspp", "Label Smoothing++", "(CE(sg(t), p) + CE(sg(p), t)) / 2, t = (1-a) onehot(y) + a c_y, c_y learned",
+        "lspp", LabelSmoothingPlusPlus, (ALPHA, *_table_options("C")), prefix="lspp_", needs_num_classes=True,
+        fairseq=FairseqNames("lspp_cross_entropy", prefix="lspp_", penalty_log="lspp_reverse"),
+    ),
+    Method(
+        "lls", "Learnable Label Smoothing", "(KL(t, p) + KL(p, t)) / 2, t = (1-a) onehot(y) + a softmax(Q[y])",
+        "lls", LearnableLabelSmoothing, (ALPHA, *_table_options("Q")), prefix="lls_", needs_num_classes=True,
+        fairseq=FairseqNames("lls_cross_entropy", prefix="lls_", penalty_log="lls_reverse"),
     ),
 )}
 

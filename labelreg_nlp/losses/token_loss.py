@@ -22,13 +22,15 @@ class TokenLoss(nn.Module):
 
     Args:
         method: a name of :data:`~labelreg_nlp.losses.registry.METHODS` (``none``, ``ls``,
-            ``maxsup``, ``ols``).
-        alpha: the weight of ``ls`` and ``maxsup``, in [0, 1]; unused by the others.
+            ``maxsup``, ``ols``, ``lspp``, ``lls``).
+        alpha: the weight of ``ls``, ``maxsup``, ``lspp`` and ``lls``, in [0, 1] (``lspp``:
+            (0, 1), ``lls``: (0, 1]); unused by the others.
         alpha_end: with ``schedule_horizon``, alpha goes linearly from ``alpha`` to
             ``alpha_end`` over that many progress steps (MaxSup uses 0.1 -> 0.2).
         schedule_horizon: number of progress steps (epochs or updates) of the schedule; may be
             left ``None`` and set on the attribute before the first loss (the HF trainer does).
-        num_classes: K; required by ``ols``, checked against the logits by every method.
+        num_classes: K; required by ``ols``, ``lspp`` and ``lls``, checked against the logits by
+            every method.
         ignore_index: target value of positions that are left out (HF: -100).
         **options: the methods' options under their flat names (``convention``,
             ``ols_hard_weight``, ``ols_topk``, ...; ``labelreg-nlp methods`` lists them); only
@@ -100,8 +102,7 @@ class TokenLoss(nn.Module):
     @property
     def alpha(self) -> float:
         """The weight at the current progress step (0 for methods without one)."""
-        module = self.method_loss
-        return module.alpha if isinstance(module, ScheduledAlphaLoss) else 0.0
+        return float(getattr(self.method_loss, "alpha", 0.0))
 
     @property
     def alpha_end(self) -> float | None:

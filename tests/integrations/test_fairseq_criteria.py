@@ -190,3 +190,35 @@ def test_ols_criterion_update_periods_and_errors():
         OLSCrossEntropyCriterion(task, False, ols_soft_weight=-0.5)
     with pytest.raises(ValueError, match=r"topk must be in \[1, num_classes=40\], got 41"):
         OLSCrossEntropyCriterion(task, False, ols_topk=41)
+
+
+@pytest.mark.parametrize("name", ["lspp", "lls"])
+def test_learned_table_criteria_loss_gradients_logging_and_errors(name):
+    from labelreg_nlp.integrations.fairseq_criteria import CRITERIA
+    from labelreg_nlp.losses import LabelSmoothingPlusPlus, LearnableLabelSmoothing
+
+    task, model, sample = build(seed=12)
+    cls = CRITERIA[f"{name}_cross_entropy"]
+    crit = cls(task, False, **{f"{name}_alpha": 0.2}, report_accuracy=True).train()
+    k = len(task.target_dictionary)
+    ref = (LabelSmoothingPlusPlus if name == "lspp" else LearnableLabelSmoothing)(k, alpha=0.2)
+    with torch.no_grad():
+        weight = torch.randn_like(ref.table.weight)
+        ref.table.weight.copy_(weight)
+        crit.method_loss.table.weight.copy_(weight)
+    assert [p is crit.method_loss.table.weight for p in crit.parameters()] == [True]  # no anchor: a real parameter
+    loss, sample_size, log, grads = run(crit, model, sample)
+    pad = task.target_dictionary.pad()
+    logits = model(**sample["net_input"])[0].detach().requires_grad_()
+    expected = ref(logits, sample["target"], ignore_index=pad, reduction="sum")
+    expected.backward()
+    assert_same(loss, expected.detach(), f"{name} loss")
+    assert_same(crit.method_loss.table.weight.grad, ref.table.weight.grad, "table gradient")
+    m = reduced(cls, [log])
+    assert {f"{name}_reverse", f"{name}_entropy", f"{name}_top_mass", "accuracy"} <= set(m)
+    assert 0 < m[f"{name}_top_mass"] < 1
+    with pytest.raises(ValueError, match="alpha must be in"):
+        cls(task, False, **{f"{name}_alpha": 0.0})
+    with pytest.raises(ValueError, match="rank must be an integer >= 1, got -2"):
+        cls(task, False, **{f"{name}_rank": -2})
+    assert isinstance(cls(task, False, **{f"{name}_rank": 4}).method_loss.table.rank, int)

@@ -70,6 +70,8 @@ def data_bin(tmp_path_factory):
 CRITERIA = {
     "ls": ["--criterion", "ls_cross_entropy", "--label-smoothing", "0.1"],
     "maxsup": ["--criterion", "maxsup_cross_entropy", "--maxsup-alpha", "0.1"],
+    "lspp": ["--criterion", "lspp_cross_entropy", "--lspp-alpha", "0.1"],
+    "lls": ["--criterion", "lls_cross_entropy", "--lls-alpha", "0.1", "--lls-rank", "8"],
 }
 
 
@@ -86,6 +88,9 @@ def test_train_two_epochs_then_generate(data_bin, tmp_path, name):
     if name == "maxsup":
         assert float(train[0]["train_alpha"]) == pytest.approx(0.1)
         assert float(train[0]["train_maxsup"]) > 0
+    if name in ("lspp", "lls"):  # the learned rows move away from uniform
+        assert float(train[1][f"train_{name}_top_mass"]) > float(train[0][f"train_{name}_top_mass"])
+        assert float(train[0][f"train_{name}_reverse"]) > 0
     out = fairseq("generate", data_bin, "--user-dir", REPO / "criterions", "--path", save / "checkpoint_best.pt",
                   "--gen-subset", "test", "--beam", "2", "--batch-size", "16", "--cpu",
                   "--required-batch-size-multiple", "1")
@@ -153,3 +158,78 @@ def test_ols_state_after_resume_equals_an_uninterrupted_run(data_bin, tmp_path):
     rows = epoch_stats(straight)
     assert float(rows[0]["train_ols_target_mass"]) < float(rows[1]["train_ols_target_mass"])  # S learned
     assert [float(r["train_ols_periods"]) for r in rows] == [0, 1, 2]
+
+
+def _in_process_trainer(args):
+    """fairseq's own Trainer, built as fairseq-train builds it."""
+    from fairseq import options, tasks, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.trainer import Trainer
+
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), list(map(str, args))))
+    utils.import_user_module(cfg.common)
+    task = tasks.setup_task(cfg.task)
+    model, criterion = task.build_model(cfg.model), task.build_criterion(cfg.criterion)
+    return cfg, Trainer(cfg, task, model, criterion)
+
+
+@pytest.mark.parametrize("name", ["lspp", "lls"])
+def test_learned_table_is_optimized_checkpointed_and_resumed_bit_exact(data_bin, tmp_path, name):
+    """fairseq puts the table in the optimizer and the checkpoint; resuming loads both exactly.
+
+    (A resumed run is compared with the checkpoint, not with an uninterrupted run: fairseq's
+    resume feeds epoch 2 its batches in another order, so even plain LS differs after it.)"""
+    import torch
+    from fairseq import checkpoint_utils
+
+    args = [data_bin, "--user-dir", REPO / "criterions", *TINY_MODEL, *TRAIN, *CRITERIA[name], "--save-dir", tmp_path]
+    fairseq("train", *args, "--max-epoch", "1")
+    saved = torch.load(tmp_path / "checkpoint_last.pt", weights_only=False)
+    table = {k: v for k, v in saved["criterion"].items() if ".table." in k}
+    assert table and all(torch.count_nonzero(v) > 0 for v in table.values())  # learned from zeros / v = 0
+    cfg, trainer = _in_process_trainer(args)
+    criterion_params = [id(p) for p in trainer.get_criterion().parameters()]
+    assert set(criterion_params) <= {id(p) for p in trainer.optimizer.params}
+    checkpoint_utils.load_checkpoint(cfg.checkpoint, trainer)
+    for key, value in trainer.get_criterion().state_dict().items():
+        assert torch.equal(value, saved["criterion"][key]), key
+    # Adam's moments of the table came back too (optimizer state is keyed by parameter position)
+    position = {id(p): i for i, p in enumerate(trainer.optimizer.params)}
+    state = trainer.optimizer.optimizer.state_dict()["state"]
+    for p in trainer.get_criterion().parameters():
+        i = position[id(p)]
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[i][moment], saved["last_optimizer_state"]["state"][i][moment])
+    # and a real resumed fairseq-train goes on learning from it
+    resumed = epoch_stats(fairseq("train", *args, "--max-epoch", "2"))
+    assert [r["epoch"] for r in resumed] == [2]
+    after = torch.load(tmp_path / "checkpoint_last.pt", weights_only=False)
+    # Adam counted the updates of both runs for the table: its state continued, not restarted
+    assert int(after["last_optimizer_state"]["state"][i]["step"]) == int(after["optimizer_history"][-1]["num_updates"])
+    assert int(saved["last_optimizer_state"]["state"][i]["step"]) < int(after["last_optimizer_state"]["state"][i]["step"])
+    assert all(not torch.equal(after["criterion"][key], value) for key, value in table.items())
+
+
+def test_two_process_training_keeps_the_table_identical_on_both_ranks(data_bin, tmp_path):
+    """torchrun, gloo on CPU: fairseq wraps the criterion in DDP and all-reduces its gradients."""
+    import socket
+
+    import torch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = REPO / "tests" / "integrations" / "fairseq_distributed_worker.py"
+    train = [a for a in TRAIN if a != "--cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), str(worker), str(tmp_path), str(data_bin), "--user-dir", str(REPO / "criterions"),
+           *TINY_MODEL, *train, "--criterion", "lspp_cross_entropy", "--lspp-rank", "8", "--max-epoch", "2",
+           "--save-dir", str(tmp_path / "ckpt")]
+    result = subprocess.run(cmd, env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "training on 2 devices" in result.stdout + result.stderr
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0.keys() == rank1.keys() and any(".table." in k for k in rank0)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    assert torch.count_nonzero(rank0["lspp.table.v"]) > 0

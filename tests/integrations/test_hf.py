@@ -252,3 +252,55 @@ def test_arguments_parse_from_the_command_line():
     assert (labelreg.method, labelreg.alpha, labelreg.alpha_end, labelreg.ols_topk) == ("maxsup", 0.1, 0.2, 32)
     with pytest.raises(SystemExit):
         parser.parse_args_into_dataclasses(["--method", "focal", "--output_dir", "x"])
+
+
+# ------------------------------------------------------------------ learned tables (LS++, LLS)
+def _table(trainer):
+    return {k: v.detach().clone() for k, v in trainer.labelreg_loss.token_loss.state_dict().items()}
+
+
+def _learned_run(tmp_path, method, epochs, resume=None, weight_decay=0.0, **options):
+    args = training_args(tmp_path, num_train_epochs=epochs, save_strategy="epoch", learning_rate=5e-2,
+                         weight_decay=weight_decay)
+    trainer = LabelRegTrainer(model=gpt2_lm(), args=args, train_dataset=token_examples(16), data_collator=collate,
+                              method=method, **options)
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+@pytest.mark.parametrize("method", ["lspp", "lls"])
+def test_learned_table_has_its_own_parameter_group_and_learns(tmp_path, method):
+    trainer = _learned_run(tmp_path, method, 1, labelreg_lr=0.2, labelreg_weight_decay=0.0, weight_decay=0.01)
+    groups = trainer.optimizer.param_groups
+    table = list(trainer.labelreg_loss.token_loss.parameters())
+    assert [id(p) for p in groups[-1]["params"]] == [id(p) for p in table]
+    assert groups[-1]["weight_decay"] == 0.0 and groups[0]["weight_decay"] == 0.01
+    assert groups[-1]["initial_lr"] == 0.2 and groups[0]["initial_lr"] == 5e-2
+    # the learning-rate schedule (linear decay) moves both groups alike
+    assert groups[-1]["lr"] / 0.2 == pytest.approx(groups[0]["lr"] / 5e-2)
+    assert all(torch.count_nonzero(p) > 0 for p in table)  # zeros at init, learned now
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert 0 < logs[-1][f"{method}_top_mass"] < 1 and logs[-1][f"{method}_entropy"] > 0
+    saved = torch.load(tmp_path / "checkpoint-4" / STATE_FILE, weights_only=True)
+    for key, value in _table(trainer).items():
+        assert torch.equal(saved["state"][key], value)
+
+
+@pytest.mark.parametrize("method", ["lspp", "lls"])
+def test_learned_table_resume_is_bit_exact(tmp_path, method):
+    full = _learned_run(tmp_path / "full", method, 2)
+    _learned_run(tmp_path / "part", method, 2)  # the same run, kept for its epoch-1 checkpoint
+    resumed = _learned_run(tmp_path / "part", method, 2, resume=str(tmp_path / "part" / "checkpoint-4"))
+    assert resumed.state.global_step == full.state.global_step == 8
+    table_full, table_resumed = _table(full), _table(resumed)
+    assert table_full.keys() == table_resumed.keys()
+    for key in table_full:
+        assert torch.equal(table_resumed[key], table_full[key]), key
+
+
+def test_plain_trainer_without_the_table_in_its_optimizer_is_refused(tmp_path):
+    loss = LabelRegLoss(LabelRegArguments(method="lls"), num_classes=3)
+    trainer = Trainer(model=bert_classifier(), args=training_args(tmp_path), train_dataset=class_examples(8),
+                      data_collator=collate, compute_loss_func=loss, callbacks=[loss.callback()])
+    with pytest.raises(ValueError, match="lls table is not in the optimizer"):
+        trainer.train()

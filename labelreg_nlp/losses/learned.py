@@ -1,0 +1,236 @@
+"""Losses whose smoothing distribution is learned: the machinery LS++ and LLS share.
+
+Each class ``y`` has a learned distribution ``q_y = softmax(r_y)`` over the classes (a row of a
+:class:`~labelreg_nlp.losses.learned_tables.RowTable`), and the target of a position with class
+``y`` is ``t = (1 - alpha) onehot(y) + alpha q_y``. A method gives a *kernel*: two terms per
+position computed from the logits ``z`` and ``r_y``, and their gradients with respect to both.
+
+One autograd function walks the non-ignored positions in row chunks, in float32: per chunk it
+builds ``r_y`` from the table, computes the two terms, and keeps only O(N) numbers for the
+backward, which recomputes each chunk, writes the gradient of the logits once and adds the
+chunk's row gradients to the table's parameters. No float32 [N, K] tensor (of ``p``, ``q``,
+``t`` or their gradients) is held whole, as with :mod:`labelreg_nlp.losses.logit_stats`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .base import MethodLoss
+from .logit_stats import compute_dtype, row_slices
+from .learned_tables import FactoredTable, FullTable, RowTable
+from .parts import LossParts, flatten_batch
+
+FULL_MAX_CLASSES = 2048  # auto mode: the full table up to this many classes, factored above
+DEFAULT_RANK = 64
+
+
+class ChunkTerms(NamedTuple):
+    """What a kernel's forward returns for a chunk of n positions."""
+
+    terms: Tensor  # [n, 2] the two loss terms per position
+    saved: Tensor  # [n, m] per-position numbers its backward needs (besides z, r, y)
+
+
+class Kernel:
+    """The two terms of a method and their gradients (see LS++ and LLS).
+
+    ``z`` [n, K] and ``r`` [n, K] are float32 (float64 for float64 logits); ``y`` [n] the targets.
+    """
+
+    #: log names of the two terms
+    TERMS: tuple[str, str] = ("forward", "reverse")
+
+    def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
+        raise NotImplementedError
+
+    def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
+                 g: Tensor) -> tuple[Tensor, Tensor]:
+        """Gradients of ``(g * terms).sum()`` with respect to ``z`` and ``r`` (each [n, K])."""
+        raise NotImplementedError
+
+
+def learned_distribution_stats(log_q: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Entropy (nats) and largest entry of each row of ``q = exp(log_q)`` [n, K] (``-inf`` entries are 0)."""
+    q = log_q.exp()
+    entropy = -(q * log_q.masked_fill(q == 0, 0.0)).sum(-1)
+    return entropy, q.amax(-1)
+
+
+class _LearnedTargetFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, rows: Tensor, alpha: float, kernel: Kernel,  # type: ignore[override]
+                table: RowTable, *params: Tensor):
+        n_live, k = rows.numel(), logits.size(1)
+        dtype = compute_dtype(logits.dtype)
+        terms = torch.empty(n_live, 2, dtype=dtype, device=logits.device)
+        # per live position: nll, correct (0/1), entropy and largest entry of q_y
+        info = torch.empty(n_live, 4, dtype=dtype, device=logits.device)
+        saved = []
+        for sl in row_slices(n_live, k):
+            z = logits.index_select(0, rows[sl]).to(dtype)
+            y = target[rows[sl]]
+            r = table.rows(y, dtype)
+            out = kernel.forward(z, r, y, alpha)
+            terms[sl] = out.terms
+            saved.append(out.saved)
+            z_max, argmax = z.max(dim=-1)
+            lse = out.saved[:, 0]  # every kernel saves the logits' log-sum-exp first
+            info[sl, 0] = lse - z.gather(1, y[:, None]).squeeze(1)
+            info[sl, 1] = (argmax == y).to(dtype)
+            info[sl, 2], info[sl, 3] = learned_distribution_stats(r - out.saved[:, 1:2], y)
+        saved_all = torch.cat(saved) if saved else torch.empty(0, 2, dtype=dtype, device=logits.device)
+        ctx.kernel, ctx.table, ctx.alpha = kernel, table, alpha
+        ctx.save_for_backward(logits, target, rows, saved_all)
+        ctx.mark_non_differentiable(info)
+        return terms, info
+
+    @staticmethod
+    def backward(ctx, g_terms: Tensor | None, _g_info: Tensor | None):  # type: ignore[override]
+        logits, target, rows, saved = ctx.saved_tensors
+        kernel, table, alpha = ctx.kernel, ctx.table, ctx.alpha
+        params = table.params()
+        n, k = logits.shape
+        dtype = saved.dtype
+        grads = [torch.zeros(p.shape, dtype=dtype, device=p.device) for p in params]
+        grad = torch.zeros_like(logits) if rows.numel() < n or g_terms is None else torch.empty_like(logits)
+        if g_terms is not None:
+            for sl in row_slices(rows.numel(), k):
+                idx = rows[sl]
+                g = g_terms[sl].to(dtype)
+                z = logits.index_select(0, idx).to(dtype)
+                y = target[idx]
+                r = table.rows(y, dtype)
+                grad_z, grad_r = kernel.backward(z, r, y, alpha, saved[sl], g)
+                # positions with no upstream gradient get an exact zero, whatever their logits
+                dead = (g == 0).all(-1)
+                if bool(dead.any()):
+                    grad_z.masked_fill_(dead[:, None], 0.0)
+                    grad_r.masked_fill_(dead[:, None], 0.0)
+                grad.index_copy_(0, idx, grad_z.to(grad.dtype))
+                table.add_row_grad(y, grad_r, grads)
+        param_grads = tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
+        return (grad, None, None, None, None, None, *param_grads)
+
+
+class LearnedTargetLoss(MethodLoss):
+    """Base of the learned-target methods: a table of row logits, alpha, and the chunked loss.
+
+    Args:
+        num_classes: K.
+        alpha: weight of the learned distribution in the target.
+        rank: factored table of this rank (``r_y = u_y V^T``); ``None``: the full table up to
+            2048 classes, else rank 64.
+        full: force the full table (K x K parameters).
+
+    Subclasses set :attr:`kernel`, :attr:`exclude_target`, :attr:`NAME` and check alpha.
+    """
+
+    kernel: Kernel
+    exclude_target: bool
+    NAME: str = ""
+    # fairseq logs the batch's sums per token (TARGET_LOG_SUMS); log_values() gives the same
+    # quantities as means of the last training batch (the Hugging Face trainers' log lines).
+    LOG_VALUES: tuple[str, ...] = ()
+
+    def __init__(self, num_classes: int, *, alpha: float = 0.1, rank: int | None = None, full: bool = False) -> None:
+        super().__init__()
+        k = int(num_classes)
+        if k < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        self.alpha = self.check_alpha(alpha)
+        if rank is not None and (isinstance(rank, bool) or int(rank) != rank or int(rank) < 1):
+            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+        if full and rank is not None:
+            raise ValueError("give either full=True or rank, not both")
+        self.num_classes = k
+        if full or (rank is None and k <= FULL_MAX_CLASSES):
+            self.table: RowTable = FullTable(k, self.exclude_target)
+        else:
+            self.table = FactoredTable(k, int(rank or DEFAULT_RANK), self.exclude_target)
+        self._last: tuple[Tensor, Tensor] | None = None  # last batch: summed stats, count
+
+    @classmethod
+    def check_alpha(cls, alpha: float) -> float:
+        raise NotImplementedError
+
+    @property
+    def full(self) -> bool:
+        return isinstance(self.table, FullTable)
+
+    def terms(self, logits: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per position ``[N]``: the two terms (0 where ignored), then ``info`` [N_live, 4] and the mask."""
+        flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index)
+        if flat_logits.size(-1) != self.num_classes:
+            raise ValueError(f"logits have {flat_logits.size(-1)} classes, this {self.NAME} table has "
+                             f"num_classes={self.num_classes}")
+        rows = mask.nonzero().squeeze(-1)
+        live_terms, info = _LearnedTargetFn.apply(flat_logits, flat_target, rows, self.alpha, self.kernel,
+                                                  self.table, *self.table.params())
+        n = flat_target.numel()
+        first = live_terms.new_zeros(n).index_put((rows,), live_terms[:, 0])
+        second = live_terms.new_zeros(n).index_put((rows,), live_terms[:, 1])
+        return first, second, info, mask
+
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+              keep_per_position: bool = False) -> LossParts:
+        """``loss`` = summed ``(first + second) / 2``, ``nll`` = summed CE(onehot), ``penalty`` =
+        summed second term (what trains the table: the reverse term)."""
+        first, second, info, mask = self.terms(logits, target, ignore_index)
+        per_position = (first + second) / 2
+        nll = torch.zeros_like(first).index_put((mask.nonzero().squeeze(-1),), info[:, 0])
+        self._last = (info[:, 2:].sum(0).detach(), mask.sum())
+        return LossParts(
+            loss=per_position.sum(), nll=nll.sum(), penalty=second.sum(), ntokens=mask.sum(),
+            ncorrect=info[:, 1].sum().long(),
+            per_position=per_position.view(target.shape) if keep_per_position else None,
+            per_position_nll=nll.view(target.shape) if keep_per_position else None,
+        )
+
+    # ------------------------------------------------------------------ inspection and logging
+    @torch.no_grad()
+    def learned_distribution(self, classes: Tensor | None = None) -> Tensor:
+        """The learned distributions ``q_y`` (rows ``[len(classes), K]``, float32; all K rows by default).
+
+        LS++: ``c_y`` (0 at ``y``); LLS: ``softmax(Q_y)``. The training target is
+        ``(1 - alpha) onehot(y) + alpha q_y``.
+        """
+        if classes is None:
+            classes = torch.arange(self.num_classes, device=self.table.params()[0].device)
+        out = [torch.softmax(self.table.rows(classes[sl], torch.float32), dim=-1)
+               for sl in row_slices(classes.numel(), self.num_classes)]
+        return torch.cat(out) if out else torch.empty(0, self.num_classes)
+
+    def log_values(self) -> dict[str, float]:
+        """Mean over the last batch's positions of the entropy (nats) of ``q_y`` and of
+        its largest entry: ``<name>_entropy``, ``<name>_top_mass`` (none before the first batch)."""
+        if self._last is None:
+            return {}
+        sums, count = self._last
+        return dict(zip(self.TARGET_LOG_SUMS, (sums / count.clamp(min=1)).tolist()))
+
+    def target_log_sums(self, target: Tensor) -> dict[str, Tensor]:
+        """The same two quantities summed over the last batch's positions (fairseq
+        averages them over tokens); ``target`` is the batch's targets, already read by :meth:`parts`."""
+        if self._last is None:
+            return {}
+        return dict(zip(self.TARGET_LOG_SUMS, self._last[0]))
+
+    # ------------------------------------------------------------------ state
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        mine = {name: tuple(p.shape) for name, p in self.table.named_parameters(prefix=prefix + "table")}
+        saved = {key: tuple(v.shape) for key, v in state_dict.items() if key.startswith(prefix + "table.")}
+        if saved and saved != mine:
+            raise ValueError(f"{self.NAME} state was saved with table {_describe(saved, prefix)}; this module has "
+                             f"{_describe(mine, prefix)} (num_classes={self.num_classes}, {self.table.form})")
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, alpha={self.alpha}, {self.table.form}"
+
+
+def _describe(shapes: dict[str, tuple[int, ...]], prefix: str) -> str:
+    return ", ".join(f"{key[len(prefix) + 6:]} {list(shape)}" for key, shape in sorted(shapes.items()))

@@ -1,0 +1,106 @@
+"""Learnable Label Smoothing (LLS): a learned distribution per class, symmetric KL.
+
+From "LLS: Regulating Neural Network Training via Learnable Label Smoothing" (ICLR 2025
+submission, OpenReview VmW7Sf84sj), Eq. 4-5 and the pseudo code of Appendix A. A parameter ``Q``
+[K, K], zeros at init, and
+
+    t    = (1 - alpha) onehot(y) + alpha softmax(Q[y])                          (Eq. 4)
+    loss = (KL(t || p) + KL(p || t)) / 2                                       (Eq. 5)
+
+both the network and ``Q`` trained by both terms (no stop gradient); alpha = 0.1 in the paper.
+Gradients per position, with ``p = softmax(z)``, ``q = softmax(Q[y])``, ``d = log t - log p``::
+
+    d KL(t||p) / d z      = p - t
+    d KL(p||t) / d z      = -p * (d + KL(p||t))
+    d KL(t||p) / d Q[y]_j = alpha q_j (d_j - sum_k q_k d_k)                     (Appendix B, Eq. 16)
+    d KL(p||t) / d Q[y]_j = -(w_j - q_j sum_k w_k),  w_k = alpha q_k p_k / t_k
+
+``KL(p || t)`` is finite only for alpha > 0 (``t`` has no zero entry then).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .learned import ChunkTerms, Kernel, LearnedTargetLoss
+
+
+def _log_t(log_q: Tensor, q: Tensor, y: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """``t`` and ``log t`` for ``t = (1 - alpha) onehot(y) + alpha q``."""
+    col = y[:, None]
+    t = (alpha * q).scatter_add_(1, col, torch.full_like(q[:, :1], 1 - alpha))
+    log_t = (log_q + math.log(alpha)).scatter_(1, col, t.gather(1, col).log())
+    return t, log_t
+
+
+class LLSKernel(Kernel):
+    """Forward term ``KL(t || p)`` and reverse term ``KL(p || t)`` per position."""
+
+    def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
+        lse = torch.logsumexp(z, dim=-1)
+        lse_r = torch.logsumexp(r, dim=-1)
+        log_p = z - lse[:, None]
+        log_q = r - lse_r[:, None]
+        t, log_t = _log_t(log_q, log_q.exp(), y, alpha)
+        d = log_t.sub_(log_p)
+        forward = (t * d).sum(-1)
+        reverse = -(log_p.exp_() * d).sum(-1)
+        return ChunkTerms(torch.stack([forward, reverse], dim=1), torch.stack([lse, lse_r, reverse], dim=1))
+
+    def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
+                 g: Tensor) -> tuple[Tensor, Tensor]:
+        log_p = z - saved[:, :1]
+        log_q = r - saved[:, 1:2]
+        q = log_q.exp()
+        t, log_t = _log_t(log_q, q, y, alpha)
+        d = log_t.sub_(log_p)
+        p = log_p.exp_()
+        g_fwd, g_rev = g[:, :1], g[:, 1:2]
+        # w = alpha q p / t: p off the target (t = alpha q there)
+        w = p.clone()
+        col = y[:, None]
+        w.scatter_(1, col, alpha * q.gather(1, col) * p.gather(1, col) / t.gather(1, col))
+        grad_r = (alpha * g_fwd) * q * (d - (q * d).sum(-1, keepdim=True))
+        grad_r -= g_rev * (w - q * w.sum(-1, keepdim=True))
+        grad_z = g_fwd * (p - t) - g_rev * p * (d + saved[:, 2:3])
+        return grad_z, grad_r
+
+
+class LearnableLabelSmoothing(LearnedTargetLoss):
+    """LLS as a module (the ``lls`` method); its table is a learnable parameter.
+
+    Args:
+        num_classes: K.
+        alpha: weight of ``softmax(Q[y])`` in the target, in (0, 1] (paper: 0.1).
+        rank: factored table ``Q[y] = u_y V^T`` of this rank (vocabulary scale); ``None``: the
+            full K x K table up to 2048 classes, rank 64 above.
+        full: force the full table.
+
+    ``loss = (KL(t||p) + KL(p||t)) / 2`` per position; ``LossParts.penalty`` sums ``KL(p||t)``.
+
+    Example:
+        >>> import torch
+        >>> lls = LearnableLabelSmoothing(4, alpha=0.1)
+        >>> lls.table.weight.shape
+        torch.Size([4, 4])
+        >>> logits = torch.zeros(1, 4)  # p uniform, t = (0.925, 0.025, 0.025, 0.025)
+        >>> t = torch.tensor([0.925, 0.025, 0.025, 0.025])
+        >>> kl = (t * (t / 0.25).log()).sum() + (0.25 * (0.25 / t).log()).sum()
+        >>> torch.allclose(lls(logits, torch.tensor([0])), kl / 2)
+        True
+    """
+
+    kernel = LLSKernel()
+    exclude_target = False
+    NAME = "lls"
+    TARGET_LOG_SUMS = ("lls_entropy", "lls_top_mass")
+
+    @classmethod
+    def check_alpha(cls, alpha: float) -> float:
+        value = float(alpha)
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1] for LLS (KL(p || t) is infinite at 0), got {alpha!r}")
+        return value

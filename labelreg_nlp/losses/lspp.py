@@ -1,0 +1,95 @@
+"""Label Smoothing++ (LS++): a learned distribution over the other classes, symmetric CE with stop gradients.
+
+From "Label Smoothing++: Enhanced Label Regularization for Training Neural Networks" (Chhabra,
+Venkateswara and Li, arXiv 2509.05307), Section 3.2. A parameter ``C`` [K, K - 1], zeros at init:
+``c_y = softmax(C[y])`` placed on the K - 1 classes other than ``y`` (0 at ``y``), and
+
+    t    = (1 - alpha) onehot(y) + alpha c_y                                   (Eq. 3)
+    loss = 1/2 [ CE(sg(t), p) + CE(sg(p), t) ]
+         = 1/2 [ -sum_k t_k log p_k  -  sum_k p_k log t_k ]
+
+``sg`` stops the gradient: the network learns only from the first (forward) term, ``C`` only
+from the second (reverse) term. Gradients per position, with ``p = softmax(z)``::
+
+    d loss / d z      = (p - t) / 2
+    d loss / d r_y[j] = ((1 - p_y) c_y[j] - p_j) / 2      (j != y; r_y = the logits of c_y)
+
+The authors' code adds 1e-6 inside both logarithms; here they are exact, which needs
+``0 < alpha < 1`` (``log t`` is finite off the target only for alpha > 0, on it only for alpha < 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .learned import ChunkTerms, Kernel, LearnedTargetLoss
+
+
+class LSPPKernel(Kernel):
+    """Forward term ``CE(sg(t), p)`` and reverse term ``CE(sg(p), t)`` per position."""
+
+    def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
+        lse = torch.logsumexp(z, dim=-1)
+        lse_r = torch.logsumexp(r, dim=-1)
+        log_q = r - lse_r[:, None]  # -inf at y
+        q = log_q.exp()
+        col = y[:, None]
+        z_y = z.gather(1, col).squeeze(1)
+        forward = lse - (1 - alpha) * z_y - alpha * (q * z).sum(-1)
+        p = torch.exp(z - lse[:, None])
+        p_y = p.gather(1, col).squeeze(1)
+        p_log_q = (p * log_q.scatter_(1, col, 0.0)).sum(-1)
+        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + p_log_q)
+        return ChunkTerms(torch.stack([forward, reverse], dim=1), torch.stack([lse, lse_r], dim=1))
+
+    def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
+                 g: Tensor) -> tuple[Tensor, Tensor]:
+        col = y[:, None]
+        p = torch.exp(z - saved[:, :1])
+        q = torch.exp(r - saved[:, 1:2])  # 0 at y
+        p_y = p.gather(1, col)
+        grad_r = ((1 - p_y) * q - p).scatter_(1, col, 0.0).mul_(g[:, 1:2])
+        t = (alpha * q).scatter_add_(1, col, torch.full_like(p_y, 1 - alpha))
+        grad_z = p.sub_(t).mul_(g[:, :1])
+        return grad_z, grad_r
+
+
+class LabelSmoothingPlusPlus(LearnedTargetLoss):
+    """LS++ as a module (the ``lspp`` method); its table is a learnable parameter.
+
+    Args:
+        num_classes: K.
+        alpha: weight of ``c_y`` in the target, in (0, 1) (paper: 0.1).
+        rank: factored table ``C[y] = u_y V^T`` of this rank (vocabulary scale); ``None``: the
+            full K x (K - 1) table up to 2048 classes, rank 64 above.
+        full: force the full table.
+
+    ``loss = (forward + reverse) / 2`` per position; ``LossParts.penalty`` sums the reverse term.
+
+    Example:
+        >>> import torch
+        >>> lspp = LabelSmoothingPlusPlus(4, alpha=0.1)
+        >>> lspp.table.weight.shape  # the paper's C matrix, zeros: c_y uniform on the 3 other classes
+        torch.Size([4, 3])
+        >>> logits = torch.zeros(1, 4, requires_grad=True)
+        >>> loss = lspp(logits, torch.tensor([0]))
+        >>> loss.backward()
+        >>> logits.grad  # (p - t) / 2 with p = 1/4, t = (0.9, 0.1/3, 0.1/3, 0.1/3)
+        tensor([[-0.3250,  0.1083,  0.1083,  0.1083]])
+    """
+
+    kernel = LSPPKernel()
+    exclude_target = True
+    NAME = "lspp"
+    TARGET_LOG_SUMS = ("lspp_entropy", "lspp_top_mass")
+
+    @classmethod
+    def check_alpha(cls, alpha: float) -> float:
+        value = float(alpha)
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"alpha must be in (0, 1) for LS++ (log t must be finite on and off the target), "
+                             f"got {alpha!r}")
+        return value

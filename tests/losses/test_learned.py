@@ -1,0 +1,318 @@
+"""LS++ and LLS against the papers' formulas, the authors' code, hand-computed numbers and autograd."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from labelreg_nlp.losses import logit_stats as logit_stats_module
+from labelreg_nlp.losses.learned_tables import FactoredTable, FullTable
+from labelreg_nlp.losses.lls import LearnableLabelSmoothing
+from labelreg_nlp.losses.lspp import LabelSmoothingPlusPlus
+from tests.losses.batches import IGNORE, batch
+
+METHODS = {"lspp": LabelSmoothingPlusPlus, "lls": LearnableLabelSmoothing}
+
+
+def randomized(module, seed=1, scale=1.5):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.table.params():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return module
+
+
+def insert_zero_column(c):
+    """[K, K-1] -> [K, K] with -inf on the diagonal (the paper's 'insert 0 at y' in logit space)."""
+    k = c.size(0)
+    full = torch.full((k, k), float("-inf"), dtype=c.dtype)
+    mask = ~torch.eye(k, dtype=torch.bool)
+    return full.masked_scatter(mask, c)
+
+
+# ------------------------------------------------------------------ references, written from the papers
+def lspp_reference(logits, target, c_logits, alpha):
+    """Eq. 3 and the stop-gradient symmetric CE of Section 3.2, dense, with autograd."""
+    keep = target != IGNORE
+    z, y = logits[keep], target[keep]
+    c = torch.softmax(insert_zero_column(c_logits), dim=-1)[y]
+    t = (1 - alpha) * F.one_hot(y, z.size(-1)) + alpha * c
+    log_p = torch.log_softmax(z, dim=-1)
+    forward = -(t.detach() * log_p).sum(-1)
+    reverse = -(log_p.exp().detach() * torch.log(t)).sum(-1)
+    return ((forward + reverse) / 2).sum()
+
+
+def lls_pseudo_code(logits, target, q_logits, alpha):
+    """Appendix A: KL(y_tgt, pred) and KL(pred, y_tgt) summed per row; summed over positions here."""
+    keep = target != IGNORE
+    z, y = logits[keep], target[keep]
+    pred = F.softmax(z, 1)
+    y_tgt = (1 - alpha) * F.one_hot(y, num_classes=z.size(-1)) + alpha * F.softmax(q_logits[y], 1)
+
+    def kl(a, b):
+        return (a * (a.log() - b.log())).sum(-1)
+
+    return ((kl(y_tgt, pred) + kl(pred, y_tgt)) / 2).sum()
+
+
+def lspp_authors(logits, y, c_logits, alpha):
+    """The authors' published loss (mean over the batch, 1e-6 inside both logarithms)."""
+    k = logits.size(-1)
+    pred = F.softmax(logits, 1)
+    c = F.softmax(c_logits, 1).reshape(-1, k)
+    c = F.pad(c, (1, 0, 0, 0)).reshape(-1)
+    c = F.pad(c, (0, 1)).reshape(k, k)
+    y_tgt = (1 - alpha) * F.one_hot(y, num_classes=k).float() + alpha * c[y]
+
+    def ce(y_hat, y_target):
+        return (-y_target * (y_hat + 1e-6).log()).sum(1).mean()
+
+    return (ce(y_tgt, pred.detach()) + ce(pred, y_tgt.detach())) / 2
+
+
+def ours_and_grads(module, logits, target):
+    logits = logits.detach().clone().requires_grad_()
+    module.zero_grad()
+    loss = module(logits, target, ignore_index=IGNORE, reduction="sum")
+    loss.backward()
+    return loss.detach(), logits.grad, [p.grad.clone() for p in module.table.params()]
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.4])
+def test_lspp_equals_the_papers_formula_loss_and_both_gradients(alpha):
+    logits, target = batch(k=9, seed=3)
+    lspp = randomized(LabelSmoothingPlusPlus(9, alpha=alpha))
+    loss, g_logits, (g_c,) = ours_and_grads(lspp, logits, target)
+    c = lspp.table.weight.detach().clone().requires_grad_()
+    x = logits.detach().clone().requires_grad_()
+    ref = lspp_reference(x, target, c, alpha)
+    ref.backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(g_logits, x.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_c, c.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_lspp_matches_the_authors_code_up_to_their_epsilon():
+    logits, target = torch.randn(32, 10) * 0.5, torch.randint(0, 10, (32,))
+    lspp = randomized(LabelSmoothingPlusPlus(10, alpha=0.1), scale=0.5)
+    loss, g_logits, (g_c,) = ours_and_grads(lspp, logits, target)
+    x = logits.clone().requires_grad_()
+    c = lspp.table.weight.detach().clone().requires_grad_()
+    theirs = lspp_authors(x, target, c, 0.1)
+    theirs.backward()
+    # theirs is a batch mean with log(. + 1e-6): p >= 1e-2 here, so equal to ~1e-4 relative
+    torch.testing.assert_close(loss / 32, theirs.detach(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(g_logits / 32, x.grad, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(g_c / 32, c.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_lspp_stop_gradients_network_learns_forward_term_table_learns_reverse_term():
+    logits, target = batch(k=7, seed=5)
+    lspp = randomized(LabelSmoothingPlusPlus(7, alpha=0.2))
+    (c,) = lspp.table.params()
+    x = logits.detach().clone().requires_grad_()
+    forward, reverse, _, _ = lspp.terms(x, target, IGNORE)
+    g_x, g_c = torch.autograd.grad(forward.sum(), [x, c], retain_graph=True)
+    assert g_x.abs().sum() > 0 and torch.count_nonzero(g_c) == 0
+    g_x, g_c = torch.autograd.grad(reverse.sum(), [x, c])
+    assert torch.count_nonzero(g_x) == 0 and g_c.abs().sum() > 0
+
+
+def test_lspp_hand_computed_case_at_k4():
+    # K = 4, y = 1, alpha = 0.2, p = (1, 3, 1, 1) / 6, c_1 on classes (0, 2, 3) = (1, 2, 5) / 8
+    lspp = LabelSmoothingPlusPlus(4, alpha=0.2)
+    with torch.no_grad():
+        lspp.table.weight[1] = torch.tensor([0.0, math.log(2), math.log(5)])
+    logits = torch.tensor([[0.0, math.log(3), 0.0, 0.0]], requires_grad=True)
+    loss = lspp(logits, torch.tensor([1]))
+    loss.backward()
+    t = [0.2 / 8, 0.8, 0.4 / 8, 1.0 / 8]
+    p = [1 / 6, 1 / 2, 1 / 6, 1 / 6]
+    forward = 0.2 * math.log(6) + 0.8 * math.log(2)
+    reverse = -sum(pk * math.log(tk) for pk, tk in zip(p, t))
+    assert float(loss.detach()) == pytest.approx((forward + reverse) / 2, rel=1e-6)
+    assert logits.grad[0].tolist() == pytest.approx([(pk - tk) / 2 for pk, tk in zip(p, t)], abs=1e-7)
+    expected_c = [(0.5 * c - 1 / 6) / 2 for c in (1 / 8, 2 / 8, 5 / 8)]
+    assert lspp.table.weight.grad[1].tolist() == pytest.approx(expected_c, abs=1e-7)
+    assert torch.count_nonzero(lspp.table.weight.grad[[0, 2, 3]]) == 0
+
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0])
+def test_lls_equals_appendix_a_pseudo_code_loss_and_both_gradients(alpha):
+    logits, target = batch(k=8, seed=7)
+    lls = randomized(LearnableLabelSmoothing(8, alpha=alpha))
+    loss, g_logits, (g_q,) = ours_and_grads(lls, logits, target)
+    q = lls.table.weight.detach().clone().requires_grad_()
+    x = logits.detach().clone().requires_grad_()
+    ref = lls_pseudo_code(x, target, q, alpha)
+    ref.backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_logits, x.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(g_q, q.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_lls_table_gradient_of_forward_kl_is_appendix_b_eq16():
+    lls = randomized(LearnableLabelSmoothing(6, alpha=0.3))
+    z, y = torch.randn(1, 6), torch.tensor([2])
+    forward, _, _, _ = lls.terms(z, y)
+    (g,) = torch.autograd.grad(forward.sum(), lls.table.weight)
+    q = torch.softmax(lls.table.weight.detach()[2], -1)
+    t = 0.7 * F.one_hot(y, 6)[0] + 0.3 * q
+    log_ratio = torch.log_softmax(z[0], -1) - t.log()  # log(p_hat / p_lls)
+    eq16 = 0.3 * q * ((q * log_ratio).sum() - log_ratio)
+    torch.testing.assert_close(g[2], eq16, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_factored_form_equals_the_full_form_when_exact(name):
+    k = 6
+    full = randomized(METHODS[name](k, alpha=0.2))
+    factored = METHODS[name](k, alpha=0.2, rank=k)
+    w = full.table.weight.detach()
+    w_square = insert_zero_column(w).nan_to_num(neginf=0.0) if name == "lspp" else w
+    with torch.no_grad():
+        factored.table.u.copy_(torch.eye(k))
+        factored.table.v.copy_(w_square.T)  # r_y[j] = u_y . v_j = W[y, j]
+    logits, target = batch(k=k, seed=2)
+    loss_full, g_full, (g_w,) = ours_and_grads(full, logits, target)
+    loss_fact, g_fact, (_, g_v) = ours_and_grads(factored, logits, target)
+    torch.testing.assert_close(loss_fact, loss_full, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g_fact, g_full, rtol=1e-5, atol=1e-7)
+    g_w_square = insert_zero_column(g_w).nan_to_num(neginf=0.0) if name == "lspp" else g_w
+    torch.testing.assert_close(g_v.T, g_w_square, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("rank", [None, 3])
+def test_gradcheck_in_float64(rank):
+    """LLS: every gradient is the true derivative. LS++: the network's is that of the forward
+    term with the table fixed, the table's that of the reverse term with the logits fixed."""
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 4, IGNORE, 2, 2, 1])
+    lls = randomized(LearnableLabelSmoothing(5, alpha=0.3, rank=rank), scale=0.7).double()
+    assert torch.autograd.gradcheck(lambda x, *_: lls(x, target, ignore_index=IGNORE), (logits, *lls.table.params()))
+    lspp = randomized(LabelSmoothingPlusPlus(5, alpha=0.3, rank=rank), scale=0.7).double()
+    assert torch.autograd.gradcheck(lambda x: lspp.terms(x, target, IGNORE)[0].sum(), (logits,))
+    fixed = logits.detach()
+    params = [p.detach().clone().requires_grad_() for p in lspp.table.params()]
+
+    def reverse(*values):
+        for p, v in zip(lspp.table.params(), values):
+            p.data = v.data
+        with torch.enable_grad():
+            return lspp.terms(fixed, target, IGNORE)[1].sum()
+
+    # reverse term as a function of the table alone (numerical derivative by perturbing the table)
+    lspp.zero_grad()
+    lspp.terms(fixed, target, IGNORE)[1].sum().backward()
+    analytic = [p.grad.clone() for p in lspp.table.params()]
+    for i, p in enumerate(params):
+        numeric = torch.zeros_like(p)
+        for j in range(p.numel()):
+            values = [q.detach().clone() for q in params]
+            values[i].view(-1)[j] += 1e-6
+            up = reverse(*values)
+            values[i].view(-1)[j] -= 2e-6
+            down = reverse(*values)
+            numeric.view(-1)[j] = (up - down) / 2e-6
+        torch.testing.assert_close(analytic[i], numeric, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_chunked_walk_gives_the_same_numbers(name, monkeypatch):
+    logits, target = batch(k=9, seed=4)
+    module = randomized(METHODS[name](9, alpha=0.1))
+    whole = ours_and_grads(module, logits, target)
+    monkeypatch.setattr(logit_stats_module, "CHUNK_ELEMENTS", 20)  # 2 rows per chunk
+    chunked = ours_and_grads(module, logits, target)
+    torch.testing.assert_close(chunked[0], whole[0])
+    torch.testing.assert_close(chunked[1], whole[1])
+    torch.testing.assert_close(chunked[2], whole[2])
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_padding_gives_nothing_and_all_padding_gives_zero(name):
+    logits, target = batch(k=5, seed=6)
+    module = randomized(METHODS[name](5, alpha=0.1))
+    with torch.no_grad():
+        logits[target == IGNORE] = float("nan")  # ignored positions may hold anything
+    loss, g_logits, grads = ours_and_grads(module, logits, target)
+    assert torch.isfinite(loss) and torch.isfinite(g_logits).all()
+    assert torch.count_nonzero(g_logits[target == IGNORE]) == 0
+    dense = ours_and_grads(module, logits[target != IGNORE], target[target != IGNORE])
+    torch.testing.assert_close(loss, dense[0])
+    torch.testing.assert_close(grads[0], dense[2][0])
+    everything_ignored = torch.full_like(target, IGNORE)
+    loss, g_logits, grads = ours_and_grads(module, logits, everything_ignored)
+    assert float(loss) == 0.0 and torch.count_nonzero(g_logits) == 0
+    assert all(torch.count_nonzero(g) == 0 for g in grads)
+    assert float(module(logits, everything_ignored, ignore_index=IGNORE).detach()) == 0.0  # mean: 0, not NaN
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_logits_get_a_gradient_of_their_dtype(dtype):
+    logits, target = batch(k=7, seed=8)
+    module = randomized(LearnableLabelSmoothing(7))
+    ref = ours_and_grads(module, logits, target)
+    half = ours_and_grads(module, logits.detach().to(dtype), target)
+    assert half[1].dtype == dtype
+    torch.testing.assert_close(half[0], ref[0], rtol=2e-2, atol=2e-2)
+
+
+def test_parts_log_the_learned_distributions_entropy_and_top_mass():
+    k = 6
+    lspp, lls = LabelSmoothingPlusPlus(k).train(), LearnableLabelSmoothing(k).train()
+    logits, target = batch(k=k, seed=1)
+    for module, support in ((lspp, k - 1), (lls, k)):  # zeros at init: uniform rows
+        parts = module.parts(logits, target, IGNORE)
+        n = int(parts.ntokens)
+        sums = module.target_log_sums(target)
+        name = module.NAME
+        assert float(sums[f"{name}_entropy"]) == pytest.approx(n * math.log(support), rel=1e-6)
+        assert float(sums[f"{name}_top_mass"]) == pytest.approx(n / support, rel=1e-6)
+        assert module.log_values() == {f"{name}_entropy": pytest.approx(math.log(support)),
+                                       f"{name}_top_mass": pytest.approx(1 / support)}
+        ce = F.cross_entropy(logits.reshape(-1, k), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
+        assert float(parts.nll) == pytest.approx(float(ce), rel=1e-6)
+        assert int(parts.ncorrect) == int(((logits.argmax(-1) == target) & (target != IGNORE)).sum())
+    rows = randomized(LabelSmoothingPlusPlus(k)).learned_distribution()
+    torch.testing.assert_close(rows.sum(-1), torch.ones(k))
+    assert torch.count_nonzero(rows.diagonal()) == 0
+
+
+def test_auto_form_and_memory_of_the_tables():
+    assert isinstance(LearnableLabelSmoothing(100).table, FullTable)
+    big = LearnableLabelSmoothing(5000)
+    assert isinstance(big.table, FactoredTable) and big.table.rank == 64
+    assert isinstance(LabelSmoothingPlusPlus(5000, full=True).table, FullTable)
+    assert isinstance(LabelSmoothingPlusPlus(50, rank=8).table, FactoredTable)
+    # the factored table starts uniform (v = 0) with u from a fixed seed: identical in every process
+    a, b = LabelSmoothingPlusPlus(50, rank=8), LabelSmoothingPlusPlus(50, rank=8)
+    assert torch.equal(a.table.u, b.table.u) and torch.count_nonzero(a.table.v) == 0
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_bad_input_is_refused_with_the_value(name):
+    cls = METHODS[name]
+    for alpha in (-0.1, 1.5, float("nan"), 0.0):
+        with pytest.raises(ValueError, match="alpha must be in"):
+            cls(5, alpha=alpha)
+    if name == "lspp":
+        with pytest.raises(ValueError, match=r"\(0, 1\) for LS\+\+"):
+            cls(5, alpha=1.0)
+    for rank in (0, -3, 2.5):
+        with pytest.raises(ValueError, match=f"rank must be an integer >= 1, got {rank}"):
+            cls(5, rank=rank)
+    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+        cls(1)
+    with pytest.raises(ValueError, match="logits have 6 classes"):
+        cls(5)(torch.zeros(2, 6), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="saved .*table"):
+        cls(5).load_state_dict(cls(6).state_dict())
+    with pytest.raises(ValueError, match="rank 4"):
+        cls(5, rank=4).load_state_dict(cls(5).state_dict())
+    state = randomized(cls(5)).state_dict()
+    fresh = cls(5)
+    fresh.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), state.values()))
