@@ -2,6 +2,8 @@
 
     labelreg-nlp methods                      the registered methods, their options and papers
     labelreg-nlp user-dir                     print the folder to give fairseq as --user-dir
+    labelreg-nlp neighbours CHECKPOINT        learned soft labels (LS++, LLS, OLS): top neighbours
+                                              of each class, optionally a heat map PNG
     labelreg-nlp fairseq-train ARGS...        fairseq-train with that --user-dir added
     labelreg-nlp fairseq-generate ARGS...     same for fairseq-generate (and -interactive,
                                               -validate, -eval-lm)
@@ -47,15 +49,52 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("methods", help="print the registered methods with their options (a markdown table)")
     sub.add_parser("user-dir", help="print the folder to pass to fairseq as --user-dir")
+    nb = sub.add_parser(
+        "neighbours", help="print the top neighbours of each class in learned soft labels (LS++, LLS, OLS)",
+        description="Read a fairseq checkpoint (criterion state) or a Hugging Face checkpoint directory "
+        "(labelreg_state.pt) trained with lspp, lls or ols, and print each class's learned distribution as "
+        "its top neighbours (itself left out). Classes are named by the fairseq dictionary of the "
+        "checkpoint's data directory, the model's id2label, a tokenizer in the directory, or --dict/--names.")
+    nb.add_argument("checkpoint", help="fairseq checkpoint .pt, HF checkpoint directory, or labelreg_state.pt")
+    nb.add_argument("--dict", dest="dictionary", help="fairseq dict.txt naming the classes (default: the "
+                    "target dictionary of the checkpoint's data directory, if present)")
+    nb.add_argument("--names", help="comma-separated class names, in class order")
+    nb.add_argument("--classes", type=int, default=10, help="show the first N classes after the special symbols "
+                    "(fairseq dictionaries: the N most frequent tokens; default: 10)")
+    nb.add_argument("--tokens", help="comma-separated class names to show instead of the first N")
+    nb.add_argument("--top", type=int, default=5, help="neighbours per class (default: 5)")
+    nb.add_argument("--heatmap", metavar="PNG", help="also draw the learned distributions among the shown classes")
     for name in FAIRSEQ_COMMANDS:
         sub.add_parser(name, help=f"run {name} with --user-dir set (every argument passed through)")
     args = parser.parse_args(argv)
+    if args.command == "neighbours":
+        return _neighbours(parser, args)
     if args.command == "methods":
         from .losses.registry import methods_table
 
         print(methods_table())
     else:
         print(user_dir())
+    return 0
+
+
+def _neighbours(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .experiments.learned_labels import load_learned_labels, neighbour_table, pick_classes, save_heatmap
+
+    if args.top < 1:
+        parser.error(f"--top must be >= 1, got {args.top}")
+    try:
+        labels = load_learned_labels(args.checkpoint, names=args.names.split(",") if args.names else None,
+                                     dictionary=args.dictionary)
+        classes = pick_classes(labels, args.classes, args.tokens.split(",") if args.tokens else None)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{labels.method}: {labels.num_classes} classes")
+    print(neighbour_table(labels, classes, args.top))
+    if args.heatmap:
+        save_heatmap(labels, classes, args.heatmap)
+        print(f"heat map: {args.heatmap}")
     return 0
 
 

@@ -200,6 +200,12 @@ def test_learned_table_is_optimized_checkpointed_and_resumed_bit_exact(data_bin,
         i = position[id(p)]
         for moment in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(state[i][moment], saved["last_optimizer_state"]["state"][i][moment])
+    # the learned neighbours, named by the checkpoint's target dictionary (most frequent tokens first)
+    shown = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "neighbours", str(tmp_path / "checkpoint_last.pt"),
+                            "--classes", "3", "--top", "2"], capture_output=True, text=True, env=env())
+    assert shown.returncode == 0, shown.stderr
+    first = (data_bin / "dict.en.txt").read_text().split()[0]
+    assert shown.stdout.splitlines()[3].startswith(f"| `{first}` |")
     # and a real resumed fairseq-train goes on learning from it
     resumed = epoch_stats(fairseq("train", *args, "--max-epoch", "2"))
     assert [r["epoch"] for r in resumed] == [2]

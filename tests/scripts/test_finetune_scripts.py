@@ -48,20 +48,21 @@ def _reviews_csv(path: Path, n: int = 60) -> Path:
     return path
 
 
-def test_text_classification_end_to_end(tmp_path, tiny_classifier):
+@pytest.mark.parametrize("method", ["ols", "lspp"])
+def test_text_classification_end_to_end(tmp_path, tiny_classifier, method):
     data = _reviews_csv(tmp_path / "reviews.csv")
     result = _run("finetune_text_classification.py", "--model_name_or_path", str(tiny_classifier),
                   "--dataset", str(data), "--text_column", "review", "--label_column", "sentiment",
-                  "--method", "ols", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
+                  "--method", method, "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
                   "--learning_rate", "1e-3", "--output_dir", str(tmp_path / "out"), "--disable_tqdm", "true")
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["method"] == "ols" and results["num_labels"] == 2
+    assert results["method"] == method and results["num_labels"] == 2
     assert results["train_examples"] == 48  # 60 split 48 / 6 / 6
     test = results["test"]
     assert test["n"] == 6 and 0 <= test["accuracy"] <= 1 and test["nll"] > 0
     assert 0 <= test["ece"] <= 1 and 0 <= test["eaurc"] <= test["aurc"] <= 1
-    assert "| ols |" in result.stdout
+    assert f"| {method} |" in result.stdout
 
 
 def test_text_classification_errors_are_one_line(tmp_path):
@@ -74,11 +75,12 @@ def test_text_classification_errors_are_one_line(tmp_path):
     assert no_column.stderr.strip() == f"error: {data} has no column 'text' (columns: review, sentiment)"
 
 
-def test_seq2seq_end_to_end(tmp_path):
+@pytest.mark.parametrize("method", [["maxsup", "--alpha", "0.1"], ["lls", "--lls_rank", "8", "--labelreg_lr", "0.01"]])
+def test_seq2seq_end_to_end(tmp_path, method):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"de": de, "en": en}) + "\n" for de, en in synthetic_pairs(120)))
     result = _run("finetune_seq2seq.py", "--train_file", str(data), "--source_column", "de", "--target_column", "en",
-                  "--method", "maxsup", "--alpha", "0.1", "--scratch_vocab_size", "60", "--scratch_d_model", "32",
+                  "--method", *method, "--scratch_vocab_size", "60", "--scratch_d_model", "32",
                   "--scratch_layers", "1", "--num_beams", "2", "--max_target_length", "16",
                   "--per_device_train_batch_size", "16", "--num_train_epochs", "2",
                   "--output_dir", str(tmp_path / "out"), "--disable_tqdm", "true")
