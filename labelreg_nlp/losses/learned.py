@@ -32,13 +32,20 @@ class ChunkTerms(NamedTuple):
     """What a kernel's forward returns for a chunk of n positions."""
 
     terms: Tensor  # [n, 2] the two loss terms per position
-    saved: Tensor  # [n, m] per-position numbers its backward needs (besides z, r, y)
+    saved: Tensor  # [n, m] per-position numbers its backward needs (besides z, r, y); lse(z) first
+    stats: Tensor  # [n, 2] entropy (nats) and largest entry of q_y, for logging
+
+
+def rowdot(a: Tensor, b: Tensor) -> Tensor:
+    """``(a * b).sum(-1)`` without the [n, K] product."""
+    return torch.einsum("nk,nk->n", a, b)
 
 
 class Kernel:
     """The two terms of a method and their gradients (see LS++ and LLS).
 
     ``z`` [n, K] and ``r`` [n, K] are float32 (float64 for float64 logits); ``y`` [n] the targets.
+    Kernels may overwrite ``r`` (built for them), never ``z``.
     """
 
     #: log names of the two terms
@@ -53,11 +60,10 @@ class Kernel:
         raise NotImplementedError
 
 
-def learned_distribution_stats(log_q: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Entropy (nats) and largest entry of each row of ``q = exp(log_q)`` [n, K] (``-inf`` entries are 0)."""
-    q = log_q.exp()
-    entropy = -(q * log_q.masked_fill(q == 0, 0.0)).sum(-1)
-    return entropy, q.amax(-1)
+def _rows_of(table: RowTable, y: Tensor, dtype: torch.dtype) -> Tensor:
+    """Row logits ``[n, K]`` of targets ``y``, each distinct class's row built once."""
+    classes, inverse = torch.unique(y, return_inverse=True)
+    return table.rows(classes, dtype).index_select(0, inverse)
 
 
 class _LearnedTargetFn(torch.autograd.Function):
@@ -73,15 +79,12 @@ class _LearnedTargetFn(torch.autograd.Function):
         for sl in row_slices(n_live, k):
             z = logits.index_select(0, rows[sl]).to(dtype)
             y = target[rows[sl]]
-            r = table.rows(y, dtype)
-            out = kernel.forward(z, r, y, alpha)
+            out = kernel.forward(z, _rows_of(table, y, dtype), y, alpha)
             terms[sl] = out.terms
             saved.append(out.saved)
-            z_max, argmax = z.max(dim=-1)
-            lse = out.saved[:, 0]  # every kernel saves the logits' log-sum-exp first
-            info[sl, 0] = lse - z.gather(1, y[:, None]).squeeze(1)
-            info[sl, 1] = (argmax == y).to(dtype)
-            info[sl, 2], info[sl, 3] = learned_distribution_stats(r - out.saved[:, 1:2], y)
+            info[sl, 0] = out.saved[:, 0] - z.gather(1, y[:, None]).squeeze(1)
+            info[sl, 1] = (z.argmax(dim=-1) == y).to(dtype)
+            info[sl, 2:] = out.stats
         saved_all = torch.cat(saved) if saved else torch.empty(0, 2, dtype=dtype, device=logits.device)
         ctx.kernel, ctx.table, ctx.alpha = kernel, table, alpha
         ctx.save_for_backward(logits, target, rows, saved_all)
@@ -103,7 +106,8 @@ class _LearnedTargetFn(torch.autograd.Function):
                 g = g_terms[sl].to(dtype)
                 z = logits.index_select(0, idx).to(dtype)
                 y = target[idx]
-                r = table.rows(y, dtype)
+                classes, inverse = torch.unique(y, return_inverse=True)
+                r = table.rows(classes, dtype).index_select(0, inverse)  # as _rows_of
                 grad_z, grad_r = kernel.backward(z, r, y, alpha, saved[sl], g)
                 # positions with no upstream gradient get an exact zero, whatever their logits
                 dead = (g == 0).all(-1)
@@ -111,7 +115,9 @@ class _LearnedTargetFn(torch.autograd.Function):
                     grad_z.masked_fill_(dead[:, None], 0.0)
                     grad_r.masked_fill_(dead[:, None], 0.0)
                 grad.index_copy_(0, idx, grad_z.to(grad.dtype))
-                table.add_row_grad(y, grad_r, grads)
+                # positions of one class share its row: sum their row gradients first
+                per_class = grad_r.new_zeros(classes.numel(), k).index_add_(0, inverse, grad_r)
+                table.add_row_grad(classes, per_class, grads)
         param_grads = tuple(gr.to(p.dtype) for gr, p in zip(grads, params))
         return (grad, None, None, None, None, None, *param_grads)
 

@@ -25,47 +25,57 @@ import math
 import torch
 from torch import Tensor
 
-from .learned import ChunkTerms, Kernel, LearnedTargetLoss
-
-
-def _log_t(log_q: Tensor, q: Tensor, y: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """``t`` and ``log t`` for ``t = (1 - alpha) onehot(y) + alpha q``."""
-    col = y[:, None]
-    t = (alpha * q).scatter_add_(1, col, torch.full_like(q[:, :1], 1 - alpha))
-    log_t = (log_q + math.log(alpha)).scatter_(1, col, t.gather(1, col).log())
-    return t, log_t
+from .learned import ChunkTerms, Kernel, LearnedTargetLoss, rowdot
 
 
 class LLSKernel(Kernel):
     """Forward term ``KL(t || p)`` and reverse term ``KL(p || t)`` per position."""
 
+    @staticmethod
+    def _target(r: Tensor, lse_r: Tensor, y: Tensor, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``q`` and ``t = (1 - alpha) onehot(y) + alpha q``, and ``log t`` written over ``r``."""
+        col = y[:, None]
+        log_q = r.sub_(lse_r[:, None])
+        q = log_q.exp()
+        t = torch.mul(q, alpha).scatter_add_(1, col, torch.full_like(q[:, :1], 1 - alpha))
+        log_t = log_q.add_(math.log(alpha)).scatter_(1, col, t.gather(1, col).log())
+        return q, t, log_t
+
     def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
         lse = torch.logsumexp(z, dim=-1)
         lse_r = torch.logsumexp(r, dim=-1)
         log_p = z - lse[:, None]
-        log_q = r - lse_r[:, None]
-        t, log_t = _log_t(log_q, log_q.exp(), y, alpha)
-        d = log_t.sub_(log_p)
-        forward = (t * d).sum(-1)
-        reverse = -(log_p.exp_() * d).sum(-1)
-        return ChunkTerms(torch.stack([forward, reverse], dim=1), torch.stack([lse, lse_r, reverse], dim=1))
+        q, t, log_t = self._target(r, lse_r, y, alpha)
+        # entropy of q from log t: log q = log t - log alpha off the target
+        col = y[:, None]
+        q_y = q.gather(1, col).squeeze(1)
+        log_t_y = log_t.gather(1, col).squeeze(1)
+        entropy = -(rowdot(q, log_t) - math.log(alpha) * (1 - q_y) - q_y * log_t_y) - torch.xlogy(q_y, q_y)
+        d = log_t.sub_(log_p)  # log t - log p
+        forward = rowdot(t, d)
+        reverse = -rowdot(log_p.exp_(), d)
+        q_d = rowdot(q, d)
+        saved = torch.stack([lse, lse_r, reverse, q_d], dim=1)
+        return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, torch.stack([entropy, q.amax(-1)], dim=1))
 
     def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
                  g: Tensor) -> tuple[Tensor, Tensor]:
+        col = y[:, None]
+        g_fwd, g_rev = g[:, :1], g[:, 1:2]
         log_p = z - saved[:, :1]
-        log_q = r - saved[:, 1:2]
-        q = log_q.exp()
-        t, log_t = _log_t(log_q, q, y, alpha)
+        q, t, log_t = self._target(r, saved[:, 1], y, alpha)
         d = log_t.sub_(log_p)
         p = log_p.exp_()
-        g_fwd, g_rev = g[:, :1], g[:, 1:2]
-        # w = alpha q p / t: p off the target (t = alpha q there)
-        w = p.clone()
-        col = y[:, None]
-        w.scatter_(1, col, alpha * q.gather(1, col) * p.gather(1, col) / t.gather(1, col))
-        grad_r = (alpha * g_fwd) * q * (d - (q * d).sum(-1, keepdim=True))
-        grad_r -= g_rev * (w - q * w.sum(-1, keepdim=True))
-        grad_z = g_fwd * (p - t) - g_rev * p * (d + saved[:, 2:3])
+        p_y, q_y, t_y = p.gather(1, col), q.gather(1, col), t.gather(1, col)
+        # w = alpha q p / t is p off the target; sum_k w_k = 1 - p_y + w_y
+        w_y = alpha * q_y * p_y / t_y
+        w_sum = 1 - p_y + w_y
+        # grad_z = p (g_fwd - g_rev (d + KL(p||t))) - g_fwd t
+        grad_z = torch.add(d, saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p).sub_(t.mul_(g_fwd))
+        # grad_r = alpha g_fwd q (d - sum q d) - g_rev (w - q sum w)
+        grad_r = d.sub_(saved[:, 3:4]).mul_(q).mul_(alpha * g_fwd)
+        grad_r.addcmul_(q, g_rev * w_sum).addcmul_(p, -g_rev)
+        grad_r.scatter_add_(1, col, g_rev * (p_y - w_y))
         return grad_z, grad_r
 
 

@@ -25,35 +25,37 @@ import math
 import torch
 from torch import Tensor
 
-from .learned import ChunkTerms, Kernel, LearnedTargetLoss
+from .learned import ChunkTerms, Kernel, LearnedTargetLoss, rowdot
 
 
 class LSPPKernel(Kernel):
     """Forward term ``CE(sg(t), p)`` and reverse term ``CE(sg(p), t)`` per position."""
 
     def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
+        col = y[:, None]
         lse = torch.logsumexp(z, dim=-1)
         lse_r = torch.logsumexp(r, dim=-1)
-        log_q = r - lse_r[:, None]  # -inf at y
+        log_q = r.sub_(lse_r[:, None])  # -inf at y
         q = log_q.exp()
-        col = y[:, None]
         z_y = z.gather(1, col).squeeze(1)
-        forward = lse - (1 - alpha) * z_y - alpha * (q * z).sum(-1)
-        p = torch.exp(z - lse[:, None])
+        forward = lse - (1 - alpha) * z_y - alpha * rowdot(q, z)
+        p = torch.sub(z, lse[:, None]).exp_()
         p_y = p.gather(1, col).squeeze(1)
-        p_log_q = (p * log_q.scatter_(1, col, 0.0)).sum(-1)
-        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + p_log_q)
-        return ChunkTerms(torch.stack([forward, reverse], dim=1), torch.stack([lse, lse_r], dim=1))
+        log_q.scatter_(1, col, 0.0)  # p_y log t_y is taken apart below
+        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + rowdot(p, log_q))
+        stats = torch.stack([-rowdot(q, log_q), q.amax(-1)], dim=1)
+        return ChunkTerms(torch.stack([forward, reverse], dim=1), torch.stack([lse, lse_r], dim=1), stats)
 
     def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
                  g: Tensor) -> tuple[Tensor, Tensor]:
         col = y[:, None]
-        p = torch.exp(z - saved[:, :1])
-        q = torch.exp(r - saved[:, 1:2])  # 0 at y
+        p = torch.sub(z, saved[:, :1]).exp_()
+        q = r.sub_(saved[:, 1:2]).exp_()  # 0 at y
         p_y = p.gather(1, col)
-        grad_r = ((1 - p_y) * q - p).scatter_(1, col, 0.0).mul_(g[:, 1:2])
-        t = (alpha * q).scatter_add_(1, col, torch.full_like(p_y, 1 - alpha))
-        grad_z = p.sub_(t).mul_(g[:, :1])
+        # g_rev ((1 - p_y) q - p), 0 at y
+        grad_r = torch.mul(q, g[:, 1:2] * (1 - p_y)).sub_(p * g[:, 1:2]).scatter_(1, col, 0.0)
+        # g_fwd (p - t), t = alpha q + (1 - alpha) onehot(y)
+        grad_z = p.sub_(q.mul_(alpha)).scatter_add_(1, col, torch.full_like(p_y, alpha - 1)).mul_(g[:, :1])
         return grad_z, grad_r
 
 

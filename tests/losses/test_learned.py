@@ -279,6 +279,13 @@ def test_parts_log_the_learned_distributions_entropy_and_top_mass():
     rows = randomized(LabelSmoothingPlusPlus(k)).learned_distribution()
     torch.testing.assert_close(rows.sum(-1), torch.ones(k))
     assert torch.count_nonzero(rows.diagonal()) == 0
+    for module in (randomized(lspp), randomized(lls)):  # learned rows: the same numbers from the rows
+        module.parts(logits, target, IGNORE)
+        q = module.learned_distribution(target[target != IGNORE])
+        entropy = -torch.xlogy(q, q).sum()
+        sums = module.target_log_sums(target)
+        torch.testing.assert_close(sums[f"{module.NAME}_entropy"], entropy, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sums[f"{module.NAME}_top_mass"], q.amax(-1).sum(), rtol=1e-5, atol=1e-6)
 
 
 def test_auto_form_and_memory_of_the_tables():
