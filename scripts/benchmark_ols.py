@@ -12,9 +12,7 @@ Example:  python scripts/benchmark_ols.py --classes 1000 10000 32000 --tokens 40
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,28 +21,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp import label_smoothing_loss  # noqa: E402
+from labelreg_nlp.experiments.timing import step_times  # noqa: E402
 from labelreg_nlp.losses.online import DEFAULT_TOPK, OnlineLabelSmoothing  # noqa: E402
-
-
-def step_times(fns: list, logits: torch.Tensor, target: torch.Tensor, repeats: int) -> list[float]:
-    """Median forward + backward time of each function. The functions take turns within every
-    round, in an order that rotates from round to round, so drift in the machine's speed
-    (frequent on shared CPUs) and the cost of following another function hit all alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for i in range(repeats + 1):
-        for turn in range(len(fns)):
-            j = (turn + i) % len(fns)
-            fn, bucket = fns[j], times[j]
-            x = logits.detach().requires_grad_()
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn(x, target).backward()
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            if i:  # the first round warms up
-                bucket.append(time.perf_counter() - start)
-    return [statistics.median(b) for b in times]
 
 
 def state_bytes(module: torch.nn.Module) -> int:

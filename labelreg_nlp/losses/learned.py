@@ -20,10 +20,13 @@ import torch
 from torch import Tensor
 
 from .base import MethodLoss
-from .logit_stats import compute_dtype, row_slices
 from .learned_tables import FactoredTable, FullTable, RowTable
+from .logit_stats import compute_dtype, row_slices
 from .parts import LossParts, flatten_batch
 
+# The kernels keep about six chunk-sized float32 temporaries alive: chunks of a quarter of
+# logit_stats' size hold that to ~25 MiB whatever N is.
+CHUNK_FRACTION = 4
 FULL_MAX_CLASSES = 2048  # auto mode: the full table up to this many classes, factored above
 DEFAULT_RANK = 64
 
@@ -76,7 +79,7 @@ class _LearnedTargetFn(torch.autograd.Function):
         # per live position: nll, correct (0/1), entropy and largest entry of q_y
         info = torch.empty(n_live, 4, dtype=dtype, device=logits.device)
         saved = []
-        for sl in row_slices(n_live, k):
+        for sl in row_slices(n_live, k, CHUNK_FRACTION):
             z = logits.index_select(0, rows[sl]).to(dtype)
             y = target[rows[sl]]
             out = kernel.forward(z, _rows_of(table, y, dtype), y, alpha)
@@ -101,7 +104,7 @@ class _LearnedTargetFn(torch.autograd.Function):
         grads = [torch.zeros(p.shape, dtype=dtype, device=p.device) for p in params]
         grad = torch.zeros_like(logits) if rows.numel() < n or g_terms is None else torch.empty_like(logits)
         if g_terms is not None:
-            for sl in row_slices(rows.numel(), k):
+            for sl in row_slices(rows.numel(), k, CHUNK_FRACTION):
                 idx = rows[sl]
                 g = g_terms[sl].to(dtype)
                 z = logits.index_select(0, idx).to(dtype)

@@ -6,7 +6,12 @@ import sys
 import pytest
 import torch
 
-from labelreg_nlp.experiments.learned_labels import fairseq_dictionary, load_learned_labels, neighbour_table, pick_classes
+from labelreg_nlp.experiments.learned_labels import (
+    fairseq_dictionary,
+    load_learned_labels,
+    neighbour_table,
+    pick_classes,
+)
 from labelreg_nlp.losses import TokenLoss
 
 

@@ -10,8 +10,8 @@ checkpoints only rank 0's).
 import os
 import sys
 
-import torch
 import fairseq_cli.train as fairseq_train
+import torch
 
 
 def main() -> None:
