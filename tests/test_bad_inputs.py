@@ -156,6 +156,22 @@ def test_hf_float_labels_and_a_resume_with_another_label_count(tmp_path):
         LabelRegArguments(method="maxsup", alpha_end=1.2)
 
 
+def test_hf_learned_table_options(tmp_path):
+    pytest.importorskip("transformers")
+    from labelreg_nlp import LabelRegTrainer
+    from labelreg_nlp.integrations.hf import LabelRegArguments
+    from tests.integrations.hf_toy import bert_classifier, training_args
+
+    with pytest.raises(ValueError, match="labelreg_lr must be a finite number >= 0, got -1.0"):
+        LabelRegArguments(method="lls", labelreg_lr=-1.0)
+    with pytest.raises(ValueError, match="labelreg_weight_decay must be a finite number >= 0, got nan"):
+        LabelRegArguments(method="lls", labelreg_weight_decay=float("nan"))
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\) for LS\+\+"):
+        LabelRegTrainer(model=bert_classifier(), args=training_args(tmp_path), method="lspp", alpha=0.0)
+    with pytest.raises(ValueError, match="rank must be an integer >= 1, got 0"):
+        LabelRegTrainer(model=bert_classifier(), args=training_args(tmp_path), method="lls", lls_rank=0)
+
+
 # ------------------------------------------------------------------ scripts
 def _script(name, *args):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True,

@@ -7,7 +7,7 @@ class ``y``. With ``exclude_target`` (LS++) entry ``y`` of row ``y`` is not a pa
 * :class:`FullTable`: one parameter ``weight``, K x K (K x (K - 1) without the target, the
   paper's C matrix), zeros at init (uniform rows), as in the papers.
 * :class:`FactoredTable`: ``r_y = u_y V^T`` with ``u`` [K, r] and ``v`` [K, r], 2 K r numbers:
-  3.9 MiB at K = 32k, r = 16 in float32 instead of 3.8 GiB. ``v`` starts at zero (uniform rows,
+  15.6 MiB at K = 32k, r = 64 in float32 instead of 3.8 GiB. ``v`` starts at zero (uniform rows,
   like the full form) and ``u`` at N(0, 1/r) from a fixed seed, so that ``v`` gets a gradient at
   the first step and every process starts from the same table.
 
