@@ -51,9 +51,6 @@ class Kernel:
     Kernels may overwrite ``r`` (built for them), never ``z``.
     """
 
-    #: log names of the two terms
-    TERMS: tuple[str, str] = ("forward", "reverse")
-
     def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
         raise NotImplementedError
 
@@ -63,13 +60,17 @@ class Kernel:
         raise NotImplementedError
 
 
-def _rows_of(table: RowTable, y: Tensor, dtype: torch.dtype) -> Tensor:
-    """Row logits ``[n, K]`` of targets ``y``, each distinct class's row built once."""
+def _rows_of(table: RowTable, y: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Row logits ``[n, K]`` of targets ``y``, each distinct class's row built once; with the
+    distinct classes and the position of each target among them."""
     classes, inverse = torch.unique(y, return_inverse=True)
-    return table.rows(classes, dtype).index_select(0, inverse)
+    return table.rows(classes, dtype).index_select(0, inverse), classes, inverse
 
 
 class _LearnedTargetFn(torch.autograd.Function):
+    """``(terms [N_live, 2], info [N_live, 4])`` of the positions ``rows``; ``params`` are the
+    table's parameters, passed so autograd gives them the gradients the backward computes."""
+
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, rows: Tensor, alpha: float, kernel: Kernel,  # type: ignore[override]
                 table: RowTable, *params: Tensor):
@@ -82,7 +83,7 @@ class _LearnedTargetFn(torch.autograd.Function):
         for sl in row_slices(n_live, k, CHUNK_FRACTION):
             z = logits.index_select(0, rows[sl]).to(dtype)
             y = target[rows[sl]]
-            out = kernel.forward(z, _rows_of(table, y, dtype), y, alpha)
+            out = kernel.forward(z, _rows_of(table, y, dtype)[0], y, alpha)
             terms[sl] = out.terms
             saved.append(out.saved)
             info[sl, 0] = out.saved[:, 0] - z.gather(1, y[:, None]).squeeze(1)
@@ -109,8 +110,7 @@ class _LearnedTargetFn(torch.autograd.Function):
                 g = g_terms[sl].to(dtype)
                 z = logits.index_select(0, idx).to(dtype)
                 y = target[idx]
-                classes, inverse = torch.unique(y, return_inverse=True)
-                r = table.rows(classes, dtype).index_select(0, inverse)  # as _rows_of
+                r, classes, inverse = _rows_of(table, y, dtype)
                 grad_z, grad_r = kernel.backward(z, r, y, alpha, saved[sl], g)
                 # positions with no upstream gradient get an exact zero, whatever their logits
                 dead = (g == 0).all(-1)
