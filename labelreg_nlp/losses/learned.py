@@ -135,12 +135,16 @@ class LearnedTargetLoss(MethodLoss):
             2048 classes, else rank 64.
         full: force the full table (K x K parameters).
 
-    Subclasses set :attr:`kernel`, :attr:`exclude_target`, :attr:`NAME` and check alpha.
+    Subclasses set :attr:`kernel`, :attr:`exclude_target`, :attr:`NAME` and alpha's range.
     """
 
     kernel: Kernel
     exclude_target: bool
     NAME: str = ""
+    TITLE: str = ""
+    #: alpha = 1 allowed (LLS) or not (LS++), and why alpha's range is what it is
+    ALPHA_ONE: bool = True
+    ALPHA_WHY: str = ""
     # fairseq logs the batch's sums per token (TARGET_LOG_SUMS); log_values() gives the same
     # quantities as means of the last training batch (the Hugging Face trainers' log lines).
     LOG_VALUES: tuple[str, ...] = ()
@@ -162,9 +166,18 @@ class LearnedTargetLoss(MethodLoss):
             self.table = FactoredTable(k, int(rank or DEFAULT_RANK), self.exclude_target)
         self._last: tuple[Tensor, Tensor] | None = None  # last batch: summed stats, count
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.TARGET_LOG_SUMS = (f"{cls.NAME}_entropy", f"{cls.NAME}_top_mass")
+
     @classmethod
     def check_alpha(cls, alpha: float) -> float:
-        raise NotImplementedError
+        """``alpha`` as a float, or ``ValueError`` naming it outside (0, 1] (LLS) or (0, 1) (LS++)."""
+        value = float(alpha)
+        if not (0.0 < value < 1.0 or (cls.ALPHA_ONE and value == 1.0)):  # also rejects NaN
+            interval = "(0, 1]" if cls.ALPHA_ONE else "(0, 1)"
+            raise ValueError(f"alpha must be in {interval} for {cls.TITLE} ({cls.ALPHA_WHY}), got {alpha!r}")
+        return value
 
     @property
     def full(self) -> bool:

@@ -105,12 +105,5 @@ class LearnableLabelSmoothing(LearnedTargetLoss):
 
     kernel = LLSKernel()
     exclude_target = False
-    NAME = "lls"
-    TARGET_LOG_SUMS = ("lls_entropy", "lls_top_mass")
-
-    @classmethod
-    def check_alpha(cls, alpha: float) -> float:
-        value = float(alpha)
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1] for LLS (KL(p || t) is infinite at 0), got {alpha!r}")
-        return value
+    NAME, TITLE = "lls", "LLS"
+    ALPHA_WHY = "KL(p || t) is infinite at 0"

@@ -85,13 +85,5 @@ class LabelSmoothingPlusPlus(LearnedTargetLoss):
 
     kernel = LSPPKernel()
     exclude_target = True
-    NAME = "lspp"
-    TARGET_LOG_SUMS = ("lspp_entropy", "lspp_top_mass")
-
-    @classmethod
-    def check_alpha(cls, alpha: float) -> float:
-        value = float(alpha)
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"alpha must be in (0, 1) for LS++ (log t must be finite on and off the target), "
-                             f"got {alpha!r}")
-        return value
+    NAME, TITLE = "lspp", "LS++"
+    ALPHA_ONE, ALPHA_WHY = False, "log t must be finite on and off the target"
