@@ -178,8 +178,8 @@ def neighbour_table(labels: LearnedLabels, classes: list[int], top: int = 5) -> 
         row = row.clone()
         row[c] = -1.0
         values, index = row.topk(min(top, row.numel() - 1))
-        cells = ", ".join(f"`{labels.names[int(i)]}` {float(v):.3f}" for v, i in zip(values, index))
-        lines.append(f"| `{labels.names[c]}` | {own:.3f} | {cells} |")
+        cells = ", ".join(f"`{labels.names[int(i)]}` {float(v):.3g}" for v, i in zip(values, index))
+        lines.append(f"| `{labels.names[c]}` | {own:.3g} | {cells} |")
     return "\n".join(lines)
 
 

@@ -49,9 +49,9 @@ def test_table_names_classes_and_orders_neighbours_by_mass(tmp_path):
     lines = table.splitlines()
     assert lines[0] == "| class | own mass | top-2 neighbours (mass) |" and len(lines) == 6
     c_cat = torch.softmax(torch.tensor([2.0, 0.5, 0.0]), 0)  # over dog, car, bus
-    assert lines[2] == f"| `cat` | 0.000 | `dog` {c_cat[0]:.3f}, `car` {c_cat[1]:.3f} |"
-    assert lines[3].startswith("| `dog` | 0.000 | `cat` ")
-    assert lines[5].startswith("| `bus` | 0.000 | `car` ")
+    assert lines[2] == f"| `cat` | 0 | `dog` {c_cat[0]:.3g}, `car` {c_cat[1]:.3g} |"
+    assert lines[3].startswith("| `dog` | 0 | `cat` ")
+    assert lines[5].startswith("| `bus` | 0 | `car` ")
 
 
 def test_cli_prints_the_table_and_draws_a_heat_map(tmp_path):
