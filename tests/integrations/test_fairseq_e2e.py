@@ -204,8 +204,8 @@ def test_learned_table_is_optimized_checkpointed_and_resumed_bit_exact(data_bin,
     shown = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "neighbours", str(tmp_path / "checkpoint_last.pt"),
                             "--classes", "3", "--top", "2"], capture_output=True, text=True, env=env())
     assert shown.returncode == 0, shown.stderr
-    first = (data_bin / "dict.en.txt").read_text().split()[0]
-    assert shown.stdout.splitlines()[3].startswith(f"| `{first}` |")
+    most_frequent = (data_bin / "dict.en.txt").read_text().split()[0]
+    assert shown.stdout.splitlines()[3].startswith(f"| `{most_frequent}` |")
     # and a real resumed fairseq-train goes on learning from it
     resumed = epoch_stats(fairseq("train", *args, "--max-epoch", "2"))
     assert [r["epoch"] for r in resumed] == [2]
