@@ -79,22 +79,20 @@ class FullTable(RowTable):
     def params(self) -> tuple[Tensor, ...]:
         return (self.weight,)
 
-    def _columns(self, y: Tensor) -> Tensor:
-        """Position in the K-wide row of each of the K - 1 stored entries of rows ``y``."""
-        j = torch.arange(self.num_classes - 1, device=y.device)
-        return j[None, :] + (j[None, :] >= y[:, None]).long()
-
     def rows(self, y: Tensor, dtype: torch.dtype) -> Tensor:
         stored = self.weight.detach()[y].to(dtype)
         if not self.exclude_target:
             return stored
-        out = torch.empty(y.numel(), self.num_classes, dtype=dtype, device=stored.device)
-        out.scatter_(1, self._columns(y), stored)
-        return _exclude(out, y)
+        # column k < y holds stored[k], column k > y holds stored[k - 1], column y is -inf
+        left = torch.nn.functional.pad(stored, (0, 1), value=float("-inf"))
+        right = torch.nn.functional.pad(stored, (1, 0), value=float("-inf"))
+        after = torch.arange(self.num_classes, device=y.device)[None, :] > y[:, None]
+        return _exclude(torch.where(after, right, left), y)
 
     def add_row_grad(self, y: Tensor, grad_rows: Tensor, grads: list[Tensor]) -> None:
-        if self.exclude_target:
-            grad_rows = grad_rows.gather(1, self._columns(y))
+        if self.exclude_target:  # stored entry j is column j below y, column j + 1 from y on
+            from_y = torch.arange(self.num_classes - 1, device=y.device)[None, :] >= y[:, None]
+            grad_rows = torch.where(from_y, grad_rows[:, 1:], grad_rows[:, :-1])
         grads[0].index_add_(0, y, grad_rows.to(grads[0].dtype))
 
 
