@@ -186,6 +186,10 @@ def neighbour_table(labels: LearnedLabels, classes: list[int], top: int = 5) -> 
 def save_heatmap(labels: LearnedLabels, classes: list[int], path: str | os.PathLike) -> None:
     """Draw the learned distributions among ``classes`` (rows: class, columns: mass on each of
     ``classes``) as a PNG."""
+    import logging
+
+    # reading a fairseq checkpoint may set the root logger to DEBUG: keep matplotlib's start-up quiet
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib
 
     matplotlib.use("Agg")
