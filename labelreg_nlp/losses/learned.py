@@ -146,7 +146,7 @@ class LearnedTargetLoss(MethodLoss):
     ALPHA_ONE: bool = True
     ALPHA_WHY: str = ""
     # fairseq logs the batch's sums per token (TARGET_LOG_SUMS); log_values() gives the same
-    # quantities as means of the last training batch (the Hugging Face trainers' log lines).
+    # quantities as means of the last batch (the Hugging Face trainers' log lines).
     LOG_VALUES: tuple[str, ...] = ()
 
     def __init__(self, num_classes: int, *, alpha: float = 0.1, rank: int | None = None, full: bool = False) -> None:
@@ -255,4 +255,6 @@ class LearnedTargetLoss(MethodLoss):
 
 
 def _describe(shapes: dict[str, tuple[int, ...]], prefix: str) -> str:
-    return ", ".join(f"{key[len(prefix) + 6:]} {list(shape)}" for key, shape in sorted(shapes.items()))
+    """``weight [6, 5]`` or ``u [5, 4], v [5, 4]``: the table's parameters under ``prefix + "table."``."""
+    start = len(prefix + "table.")
+    return ", ".join(f"{key[start:]} {list(shape)}" for key, shape in sorted(shapes.items()))
