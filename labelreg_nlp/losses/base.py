@@ -3,7 +3,8 @@
 A method module is an ``nn.Module``: its state (buffers, learnable parameters) goes through
 ``state_dict()`` and ``.to(device)`` as usual. Adapters call:
 
-* :meth:`MethodLoss.parts` on each batch (``logits [..., K]``, ``target [...]``);
+* :meth:`MethodLoss.parts` on each batch (``logits [..., K]``, ``target [...]``), or
+  :meth:`MethodLoss.soft_parts` for soft targets ``[..., K]`` (Mixup / CutMix);
 * :meth:`MethodLoss.set_progress` at each epoch or update (the alpha schedule reads it);
 * :meth:`MethodLoss.end_period` at the end of each period (Online Label Smoothing's epoch);
 * :meth:`MethodLoss.log_values` for what to add to a log line.
@@ -11,9 +12,10 @@ A method module is an ``nn.Module``: its state (buffers, learnable parameters) g
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from .parts import LossParts, Reduction, check_alpha, check_reduction
+from .parts import LossParts, Reduction, check_alpha, check_reduction, check_soft_target
 from .schedules import make_schedule
 
 
@@ -34,6 +36,41 @@ class MethodLoss(nn.Module):
             :class:`~labelreg_nlp.losses.parts.LossParts`.
         """
         raise NotImplementedError
+
+    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+        """Summed loss terms for soft targets ``t`` ``[..., K]`` (Mixup / CutMix rows): the loss of
+        the class-index targets averaged under ``t``, per row ``sum_j t_j loss(z, j)``.
+
+        This default expands each row over the classes where ``t_j > 0`` (two per row under
+        Mixup or CutMix without smoothing) and calls :meth:`parts` on the expanded rows, so it is
+        exact for any method; it costs one row per non-zero weight. Methods with a closed form
+        (LS, MaxSup, OLS) override it. ``ncorrect`` counts rows whose arg-max is ``argmax t``.
+
+        Args:
+            logits: ``[..., K]``, any float dtype.
+            target: ``[..., K]`` finite, non-negative weights.
+            keep_per_position: also keep the loss per row.
+
+        Returns:
+            :class:`~labelreg_nlp.losses.parts.LossParts` over the rows.
+        """
+        flat_logits, flat_t = check_soft_target(logits, target)
+        rows, cls = flat_t.nonzero(as_tuple=True)
+        weight = flat_t[rows, cls].to(torch.float64 if logits.dtype == torch.float64 else torch.float32)
+        expanded = self.parts(flat_logits.index_select(0, rows), cls, None, keep_per_position=True)
+        n = flat_logits.size(0)
+        per_row = [torch.zeros(n, dtype=weight.dtype, device=weight.device).index_add(0, rows, weight * v)
+                   for v in (expanded.per_position, expanded.per_position_nll, expanded.per_position_penalty)]
+        shape = target.shape[:-1]
+        with torch.no_grad():
+            correct = flat_logits.argmax(dim=-1) == flat_t.argmax(dim=-1)
+        return LossParts(
+            loss=per_row[0].sum(), nll=per_row[1].sum(), penalty=per_row[2].sum(),
+            ntokens=torch.tensor(n, device=logits.device), ncorrect=correct.sum(),
+            per_position=per_row[0].view(shape) if keep_per_position else None,
+            per_position_nll=per_row[1].view(shape) if keep_per_position else None,
+            per_position_penalty=per_row[2].view(shape) if keep_per_position else None,
+        )
 
     def forward(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
                 reduction: Reduction = "mean") -> Tensor:

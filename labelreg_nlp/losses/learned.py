@@ -210,6 +210,7 @@ class LearnedTargetLoss(MethodLoss):
             ncorrect=info[:, 1].sum().long(),
             per_position=per_position.view(target.shape) if keep_per_position else None,
             per_position_nll=nll.view(target.shape) if keep_per_position else None,
+            per_position_penalty=second.view(target.shape) if keep_per_position else None,
         )
 
     # ------------------------------------------------------------------ inspection and logging

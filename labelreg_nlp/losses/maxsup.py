@@ -12,12 +12,10 @@ the authors' ``topk(1)`` may pick another one of them. The loss value is the sam
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .logit_stats import logit_stats
-from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts
+from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts, soft_gap_parts
 
 
 def maxsup_parts(
@@ -72,32 +70,7 @@ def soft_target_parts(
         >>> round(float(parts.nll), 4)  # log 3: uniform prediction
         1.0986
     """
-    alpha = check_alpha(alpha)
-    if tuple(target.shape) != tuple(logits.shape):
-        raise ValueError(
-            f"soft target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}"
-        )
-    if not bool(torch.isfinite(target).all()) or bool((target < 0).any()):
-        raise ValueError("soft targets must be finite and non-negative")
-    k = logits.size(-1)
-    flat_logits = logits.reshape(-1, k)
-    flat_t = target.reshape(-1, k)
-    hard = flat_t.argmax(dim=-1)
-    stats = logit_stats(flat_logits, hard)
-    # sum_k t_k (lse - z_k); the t . z term is linear, so autograd over it is cheap.
-    flat_t = flat_t.to(stats.lse.dtype)
-    nll = flat_t.sum(-1) * stats.lse - (flat_t * flat_logits.to(stats.lse.dtype)).sum(-1)
-    penalty = stats.z_max - stats.z_mean
-    per_position = nll + alpha * penalty
-    return LossParts(
-        loss=per_position.sum(),
-        nll=nll.sum(),
-        penalty=penalty.sum(),
-        ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
-        ncorrect=(stats.argmax == hard).sum(),
-        per_position=per_position.view(target.shape[:-1]) if keep_per_position else None,
-        per_position_nll=nll.view(target.shape[:-1]) if keep_per_position else None,
-    )
+    return soft_gap_parts(logits, target, check_alpha(alpha), "max", keep_per_position)
 
 
 def maxsup_loss(
@@ -160,3 +133,6 @@ class MaxSupLoss(ScheduledAlphaLoss):
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
               keep_per_position: bool = False) -> LossParts:
         return _any_target_parts(logits, target, self.alpha, ignore_index, keep_per_position)
+
+    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+        return soft_target_parts(logits, target, self.alpha, keep_per_position=keep_per_position)

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import LogitStats, logit_stats
-from .parts import LossParts, check_alpha, flatten_batch
+from .parts import LossParts, check_alpha, check_soft_target, flatten_batch
 
 Init = Literal["uniform", "ls", "zeros"]
 INITS: tuple[str, ...] = ("uniform", "ls", "zeros")
@@ -216,6 +216,38 @@ class OnlineLabelSmoothing(MethodLoss):
             ncorrect=correct.sum(),
             per_position=per_position.view(target.shape) if keep_per_position else None,
             per_position_nll=nll.view(target.shape) if keep_per_position else None,
+            per_position_penalty=soft_ce.view(target.shape) if keep_per_position else None,
+        )
+
+    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+        """Soft targets ``t`` ``[..., K]`` (Mixup / CutMix): per row
+        ``hard_weight * CE(t, p) + soft_weight * CE(t S, p)``, the per-class loss averaged under
+        ``t`` (``t S`` mixes the soft labels of the mixed classes). When training, a row whose
+        arg-max equals ``argmax t`` is accumulated into the soft label of ``argmax t``. One-hot
+        ``t`` gives :meth:`parts` exactly. ``S`` is taken dense here (K x K; vision scale)."""
+        flat_logits, flat_t = check_soft_target(logits, target)
+        if flat_logits.size(-1) != self.num_classes:
+            raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
+        hard = flat_t.argmax(dim=-1)
+        top = self.topk if self.training and not self.dense else 0
+        stats = logit_stats(flat_logits, hard, top=top)
+        dtype = stats.lse.dtype
+        z = flat_logits.to(dtype)
+        flat_t = flat_t.to(dtype)
+        mixed = flat_t @ self.soft_labels().to(device=z.device, dtype=dtype)  # [N, K]
+        nll = flat_t.sum(-1) * stats.lse - (flat_t * z).sum(-1)
+        soft_ce = mixed.sum(-1) * stats.lse - (mixed * z).sum(-1)
+        per_position = self.hard_weight * nll + self.soft_weight * soft_ce
+        correct = stats.argmax == hard
+        if self.training:
+            self.accumulate(flat_logits, hard, correct, stats)
+        shape = target.shape[:-1]
+        return LossParts(
+            loss=per_position.sum(), nll=nll.sum(), penalty=soft_ce.sum(),
+            ntokens=torch.tensor(flat_logits.size(0), device=logits.device), ncorrect=correct.sum(),
+            per_position=per_position.view(shape) if keep_per_position else None,
+            per_position_nll=nll.view(shape) if keep_per_position else None,
+            per_position_penalty=soft_ce.view(shape) if keep_per_position else None,
         )
 
     loss = MethodLoss.forward

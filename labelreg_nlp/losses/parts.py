@@ -27,7 +27,8 @@ class LossParts:
     weight: LS and MaxSup give ``loss = nll + coef * penalty``, OLS
     ``loss = hard_weight * nll + soft_weight * penalty``. ``per_position`` is the loss per
     position (shape of the targets, zeros where ignored) and ``per_position_nll`` its
-    unsmoothed cross-entropy, both kept only when asked for.
+    unsmoothed cross-entropy, ``per_position_penalty`` its regularizer before the weight, all
+    kept only when asked for.
 
     Example:
         >>> import torch
@@ -47,6 +48,7 @@ class LossParts:
     ncorrect: Tensor  # scalar int64, non-ignored positions whose arg-max is the target
     per_position: Tensor | None = None
     per_position_nll: Tensor | None = None
+    per_position_penalty: Tensor | None = None
 
     def reduce(self, reduction: Reduction) -> Tensor:
         """The loss under ``reduction``.
@@ -147,4 +149,58 @@ def gap_parts(
         ncorrect=(mask & (stats.argmax == flat_target)).sum(),
         per_position=per_position.view(target.shape) if keep_per_position else None,
         per_position_nll=nll.view(target.shape) if keep_per_position else None,
+        per_position_penalty=penalty.view(target.shape) if keep_per_position else None,
+    )
+
+
+def check_soft_target(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate soft targets ``[..., K]`` against ``logits`` and return both flattened to ``[N, K]``.
+
+    Raises ``ValueError`` naming the problem: a shape other than the logits', a negative, NaN or
+    infinite weight.
+    """
+    if not torch.is_tensor(logits) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}")
+    if tuple(target.shape) != tuple(logits.shape):
+        raise ValueError(
+            f"soft target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}"
+        )
+    if not bool(torch.isfinite(target).all()) or bool((target < 0).any()):
+        bad = target[~(torch.isfinite(target) & (target >= 0))][0]
+        raise ValueError(f"soft targets must be finite and non-negative, got {float(bad)!r}")
+    k = logits.size(-1)
+    return logits.reshape(-1, k), target.reshape(-1, k)
+
+
+def soft_gap_parts(
+    logits: Tensor,
+    target: Tensor,
+    coef: float,
+    peak: Literal["target", "max"],
+    keep_per_position: bool,
+) -> LossParts:
+    """The soft-target form of :func:`gap_parts`: ``CE(t, p) + coef * (z_peak - mean_k z_k)`` per
+    row, ``t`` a soft target ``[..., K]`` (Mixup / CutMix rows), ``CE(t, p) = sum_k -t_k log p_k``,
+    ``z_peak = sum_k t_k z_k`` (label smoothing: CE against ``(1 - c) t + c / K`` when
+    ``sum t = 1``) or ``max_k z_k`` (MaxSup, its paper's Eq. 5). One-hot targets give
+    :func:`gap_parts` exactly. ``ncorrect`` counts rows whose arg-max is ``argmax t``."""
+    flat_logits, flat_t = check_soft_target(logits, target)
+    hard = flat_t.argmax(dim=-1)
+    stats = logit_stats(flat_logits, hard)
+    flat_t = flat_t.to(stats.lse.dtype)
+    # sum_k t_k (lse - z_k); the t . z term is linear, so autograd over it is cheap.
+    z_t = (flat_t * flat_logits.to(stats.lse.dtype)).sum(-1)
+    nll = flat_t.sum(-1) * stats.lse - z_t
+    penalty = (z_t if peak == "target" else stats.z_max) - stats.z_mean
+    per_position = nll + coef * penalty
+    shape = target.shape[:-1]
+    return LossParts(
+        loss=per_position.sum(),
+        nll=nll.sum(),
+        penalty=penalty.sum(),
+        ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
+        ncorrect=(stats.argmax == hard).sum(),
+        per_position=per_position.view(shape) if keep_per_position else None,
+        per_position_nll=nll.view(shape) if keep_per_position else None,
+        per_position_penalty=penalty.view(shape) if keep_per_position else None,
     )

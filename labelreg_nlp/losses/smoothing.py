@@ -18,7 +18,7 @@ from typing import Literal
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts
+from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts, soft_gap_parts
 
 Convention = Literal["uniform", "fairseq"]
 CONVENTIONS: tuple[str, ...] = ("uniform", "fairseq")
@@ -152,6 +152,12 @@ class LabelSmoothingLoss(ScheduledAlphaLoss):
               keep_per_position: bool = False) -> LossParts:
         return label_smoothing_parts(logits, target, self.alpha, ignore_index=ignore_index,
                                      convention=self.convention, keep_per_position=keep_per_position)
+
+    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+        """CE against ``(1 - c) t + c / K`` for soft targets ``t`` (``c`` the convention's
+        coefficient): what timm's ``Mixup(label_smoothing=)`` then ``SoftTargetCrossEntropy`` give."""
+        coef = smoothing_coefficient(self.alpha, logits.size(-1), self.convention)
+        return soft_gap_parts(logits, target, coef, "target", keep_per_position)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, convention={self.convention!r}"
