@@ -6,7 +6,7 @@ STAMP := $(VENV)/.labelreg-installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean fashion-mnist
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ test: install
 # Without the slow end-to-end tests.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Fashion-MNIST IDX files for scripts/train_image_classifier.py (Debian's package; needs root).
+fashion-mnist:
+	apt-get install -y dataset-fashion-mnist
 
 lint: install
 	$(VENV)/bin/ruff check .
