@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..losses.parts import LossParts
@@ -66,11 +65,7 @@ class ClassificationLoss(TokenLoss):
         """Summed terms over rows; soft targets when ``target`` is a float tensor shaped as the logits."""
         if not (target.is_floating_point() and target.dim() == logits.dim()):
             return super().parts(logits, target, keep_per_position)
-        if self.num_classes is not None and logits.size(-1) != self.num_classes:
-            raise ValueError(f"logits have {logits.size(-1)} classes, the loss was set up for num_classes={self.num_classes}")
-        module = self.method_loss
-        module.train(self.training and torch.is_grad_enabled())
-        return module.soft_parts(logits, target, keep_per_position)
+        return self.prepared_method(logits).soft_parts(logits, target, keep_per_position)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
         """The loss over rows, averaged (``reduction="mean"``) or summed."""

@@ -138,11 +138,16 @@ class TokenLoss(nn.Module):
         Stateful methods accumulate only when this module is in training mode and autograd is on,
         so evaluation (no_grad) never changes their state.
         """
+        return self.prepared_method(logits).parts(logits, target, self.ignore_index, keep_per_position)
+
+    def prepared_method(self, logits: Tensor) -> MethodLoss:
+        """The method's module after checking K against ``logits``, in training mode only when this
+        module is and autograd is on (so evaluation never changes a stateful method's state)."""
         if self.num_classes is not None and logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {logits.size(-1)} classes, the loss was set up for num_classes={self.num_classes}")
         module = self.method_loss
         module.train(self.training and torch.is_grad_enabled())
-        return module.parts(logits, target, self.ignore_index, keep_per_position)
+        return module
 
     def forward(self, logits: Tensor, target: Tensor, num_items: Tensor | int | None = None) -> Tensor:
         """The summed loss divided by ``num_items`` when given (HF's ``num_items_in_batch``:
