@@ -2,6 +2,7 @@
 alpha schedules, the method registry and the method-by-name :class:`TokenLoss`."""
 
 from .base import MethodLoss, ScheduledAlphaLoss
+from .fused_linear import fused_linear_loss, fused_linear_parts
 from .learned import LearnedTargetLoss
 from .lls import LearnableLabelSmoothing
 from .lspp import LabelSmoothingPlusPlus
@@ -34,6 +35,8 @@ __all__ = [
     "SparseOnlineLabelSmoothing",
     "TokenLoss",
     "check_alpha",
+    "fused_linear_loss",
+    "fused_linear_parts",
     "get_method",
     "label_smoothing_loss",
     "label_smoothing_parts",

@@ -8,9 +8,16 @@ A method module is an ``nn.Module``: its state (buffers, learnable parameters) g
 * :meth:`MethodLoss.set_progress` at each epoch or update (the alpha schedule reads it);
 * :meth:`MethodLoss.end_period` at the end of each period (Online Label Smoothing's epoch);
 * :meth:`MethodLoss.log_values` for what to add to a log line.
+
+``validate_args`` (on by default, as in torchmetrics) checks that every target is a class in
+``[0, K)``; that reads the targets' values, one device-to-host sync per call. Training loops
+whose targets are known to be valid may switch it off.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +28,9 @@ from .schedules import make_schedule
 
 class MethodLoss(nn.Module):
     """Base class of the method modules. ``forward`` reduces :meth:`parts`."""
+
+    #: check the targets' values (one device-to-host sync per call); set False to skip
+    validate_args: bool = True
 
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
               keep_per_position: bool = False) -> LossParts:
@@ -78,6 +88,13 @@ class MethodLoss(nn.Module):
         ``"none"``)."""
         check_reduction(reduction)
         return self.parts(logits, target, ignore_index, keep_per_position=reduction == "none").reduce(reduction)
+
+    @contextmanager
+    def batch_in_chunks(self) -> Iterator[None]:
+        """Within this context one batch arrives as several :meth:`parts` calls on row chunks (the
+        fused output layer): what a method remembers of "the last batch" for its logs must cover
+        all of them. Nothing to do by default."""
+        yield
 
     def set_progress(self, step: int) -> None:
         """Set the 0-based epoch or update that schedules read; no-op by default."""

@@ -14,6 +14,8 @@ chunk's row gradients to the table's parameters. No float32 [N, K] tensor (of ``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -165,6 +167,7 @@ class LearnedTargetLoss(MethodLoss):
         else:
             self.table = FactoredTable(k, int(rank or DEFAULT_RANK), self.exclude_target)
         self._last: tuple[Tensor, Tensor] | None = None  # last batch: summed stats, count
+        self._chunked = False  # inside batch_in_chunks(): parts() adds to _last
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -185,7 +188,7 @@ class LearnedTargetLoss(MethodLoss):
 
     def terms(self, logits: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per position ``[N]``: the two terms (0 where ignored), then ``info`` [N_live, 4] and the mask."""
-        flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index)
+        flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this {self.NAME} table has "
                              f"num_classes={self.num_classes}")
@@ -204,7 +207,10 @@ class LearnedTargetLoss(MethodLoss):
         first, second, info, mask = self.terms(logits, target, ignore_index)
         per_position = (first + second) / 2
         nll = torch.zeros_like(first).index_put((mask.nonzero().squeeze(-1),), info[:, 0])
-        self._last = (info[:, 2:].sum(0).detach(), mask.sum())
+        last = (info[:, 2:].sum(0).detach(), mask.sum())
+        if self._chunked and self._last is not None:
+            last = (self._last[0] + last[0], self._last[1] + last[1])
+        self._last = last
         return LossParts(
             loss=per_position.sum(), nll=nll.sum(), penalty=second.sum(), ntokens=mask.sum(),
             ncorrect=info[:, 1].sum().long(),
@@ -212,6 +218,15 @@ class LearnedTargetLoss(MethodLoss):
             per_position_nll=nll.view(target.shape) if keep_per_position else None,
             per_position_penalty=second.view(target.shape) if keep_per_position else None,
         )
+
+    @contextmanager
+    def batch_in_chunks(self) -> Iterator[None]:
+        """The last batch's logged statistics sum over every chunk's :meth:`parts` call."""
+        self._last, self._chunked = None, True
+        try:
+            yield
+        finally:
+            self._chunked = False
 
     # ------------------------------------------------------------------ inspection and logging
     @torch.no_grad()

@@ -25,6 +25,7 @@ def maxsup_parts(
     *,
     ignore_index: int | None = None,
     keep_per_position: bool = False,
+    validate_args: bool = True,
 ) -> LossParts:
     """MaxSup with integer targets as :class:`~labelreg_nlp.losses.parts.LossParts`.
 
@@ -34,6 +35,8 @@ def maxsup_parts(
         alpha: suppression weight in [0, 1].
         ignore_index: target value of positions left out of every term.
         keep_per_position: also keep the loss per position.
+        validate_args: check that every target is in ``[0, K)`` or ``ignore_index`` (one
+            device-to-host sync); ``False`` skips it.
 
     Returns:
         Summed ``loss``, ``nll``, ``penalty`` (sum of ``z_max - mean z``), ``ntokens``, ``ncorrect``.
@@ -45,7 +48,7 @@ def maxsup_parts(
         2.0
     """
     alpha = check_alpha(alpha)
-    return gap_parts(logits, target, ignore_index, alpha, "max", keep_per_position)
+    return gap_parts(logits, target, ignore_index, alpha, "max", keep_per_position, validate_args)
 
 
 def soft_target_parts(
@@ -80,6 +83,7 @@ def maxsup_loss(
     *,
     ignore_index: int | None = None,
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
     """Max Suppression: ``CE(target, softmax z) + alpha * (max_k z_k - mean_k z_k)``.
 
@@ -89,6 +93,7 @@ def maxsup_loss(
         alpha: suppression weight in [0, 1].
         ignore_index: integer targets only: positions left out of every term.
         reduction: ``"mean"`` over non-ignored positions, ``"sum"`` or ``"none"``.
+        validate_args: integer targets: check their values (one device-to-host sync); ``False`` skips it.
 
     Returns:
         The reduced loss.
@@ -101,18 +106,20 @@ def maxsup_loss(
         True
     """
     check_reduction(reduction)
-    return _any_target_parts(logits, target, alpha, ignore_index, reduction == "none").reduce(reduction)
+    return _any_target_parts(logits, target, alpha, ignore_index, reduction == "none",
+                             validate_args).reduce(reduction)
 
 
 def _any_target_parts(logits: Tensor, target: Tensor, alpha: float, ignore_index: int | None,
-                      keep_per_position: bool) -> LossParts:
+                      keep_per_position: bool, validate_args: bool = True) -> LossParts:
     """:func:`soft_target_parts` for float targets with the logits' rank (``[..., K]``),
     :func:`maxsup_parts` otherwise (which refuses float class indices)."""
     if target.is_floating_point() and target.dim() == logits.dim():
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer targets only, not soft targets")
         return soft_target_parts(logits, target, alpha, keep_per_position=keep_per_position)
-    return maxsup_parts(logits, target, alpha, ignore_index=ignore_index, keep_per_position=keep_per_position)
+    return maxsup_parts(logits, target, alpha, ignore_index=ignore_index, keep_per_position=keep_per_position,
+                        validate_args=validate_args)
 
 
 class MaxSupLoss(ScheduledAlphaLoss):
@@ -132,7 +139,7 @@ class MaxSupLoss(ScheduledAlphaLoss):
 
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
               keep_per_position: bool = False) -> LossParts:
-        return _any_target_parts(logits, target, self.alpha, ignore_index, keep_per_position)
+        return _any_target_parts(logits, target, self.alpha, ignore_index, keep_per_position, self.validate_args)
 
     def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
         return soft_target_parts(logits, target, self.alpha, keep_per_position=keep_per_position)

@@ -199,7 +199,7 @@ class OnlineLabelSmoothing(MethodLoss):
         """:class:`~labelreg_nlp.losses.parts.LossParts` with ``nll`` = summed CE(onehot),
         ``penalty`` = summed CE(S[y]) and ``loss = hard_weight * nll + soft_weight * penalty``.
         Accumulates when ``self.training``."""
-        flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index)
+        flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
         top = self.topk if self.training and not self.dense else 0  # sparse: top-k of correct rows

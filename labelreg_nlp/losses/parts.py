@@ -93,34 +93,48 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def flatten_batch(logits: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
+def flatten_batch(logits: Tensor, target: Tensor, ignore_index: int | None,
+                  validate: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """Validate, then return logits ``[N, K]``, safe targets ``[N]`` (ignored -> 0) and the mask ``[N]``.
 
     Raises ``TypeError``/``ValueError`` naming the bad value: non-float logits, non-integer
     targets, mismatched shapes, a target outside ``[0, K)`` that is not ``ignore_index``.
+    ``validate=False`` skips the last check, the only one that reads the targets' values (one
+    device-to-host sync per call); a target outside ``[0, K)`` then fails inside torch (an index
+    error on CPU, a device-side assert on CUDA) instead of with a message naming it.
     """
     if not torch.is_tensor(logits) or not logits.is_floating_point():
         raise TypeError(f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}")
     if logits.dim() < 1 or logits.size(-1) < 1:
         raise ValueError(f"logits must have shape [..., K] with K >= 1, got {tuple(logits.shape)}")
+    k = logits.size(-1)
+    flat_target, mask = flatten_target(target, logits, ignore_index, validate, "logits")
+    return logits.reshape(-1, k), flat_target, mask
+
+
+def flatten_target(target: Tensor, inputs: Tensor, ignore_index: int | None, validate: bool = True,
+                   name: str = "logits", k: int | None = None) -> tuple[Tensor, Tensor]:
+    """Safe targets ``[N]`` (ignored -> 0) and the mask ``[N]`` of integer ``target``, which must
+    have the shape of ``inputs [..., D]`` without its last dimension (``name`` names ``inputs`` in
+    the error), with classes in ``[0, k)`` (``k`` defaults to D); errors as :func:`flatten_batch`."""
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
-    if tuple(target.shape) != tuple(logits.shape[:-1]):
+    if tuple(target.shape) != tuple(inputs.shape[:-1]):
         raise ValueError(
-            f"target shape {tuple(target.shape)} does not match logits shape "
-            f"{tuple(logits.shape)} (expected target shape {tuple(logits.shape[:-1])})"
+            f"target shape {tuple(target.shape)} does not match {name} shape "
+            f"{tuple(inputs.shape)} (expected target shape {tuple(inputs.shape[:-1])})"
         )
-    k = logits.size(-1)
-    flat_logits = logits.reshape(-1, k)
+    k = inputs.size(-1) if k is None else k
     flat_target = target.reshape(-1).long()
     mask = flat_target != ignore_index if ignore_index is not None else torch.ones_like(flat_target, dtype=torch.bool)
-    bad = mask & ((flat_target < 0) | (flat_target >= k))
-    if bool(bad.any()):
-        value = int(flat_target[bad][0])
-        raise ValueError(
-            f"target value {value} is outside [0, {k}) and is not ignore_index={ignore_index!r}"
-        )
-    return flat_logits, torch.where(mask, flat_target, 0), mask
+    if validate:
+        bad = mask & ((flat_target < 0) | (flat_target >= k))
+        if bool(bad.any()):
+            value = int(flat_target[bad][0])
+            raise ValueError(
+                f"target value {value} is outside [0, {k}) and is not ignore_index={ignore_index!r}"
+            )
+    return torch.where(mask, flat_target, 0), mask
 
 
 def gap_parts(
@@ -130,11 +144,12 @@ def gap_parts(
     coef: float,
     peak: Literal["target", "max"],
     keep_per_position: bool,
+    validate: bool = True,
 ) -> LossParts:
     """``nll + coef * (z_peak - mean_k z_k)`` per position, ``z_peak`` the target logit (label
     smoothing) or the largest one (MaxSup); the form both take in the MaxSup paper (Lemma 3.2,
-    Theorem 3.3). The penalty's sum is ``LossParts.penalty``."""
-    flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index)
+    Theorem 3.3). The penalty's sum is ``LossParts.penalty``. ``validate``: see :func:`flatten_batch`."""
+    flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, validate)
     stats = logit_stats(flat_logits, flat_target)
     zero = torch.zeros((), device=flat_logits.device)
     nll = torch.where(mask, stats.lse - stats.z_target, zero)

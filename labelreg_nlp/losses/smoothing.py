@@ -56,6 +56,7 @@ def label_smoothing_parts(
     ignore_index: int | None = None,
     convention: Convention = "uniform",
     keep_per_position: bool = False,
+    validate_args: bool = True,
 ) -> LossParts:
     """Label-smoothed cross-entropy as :class:`~labelreg_nlp.losses.parts.LossParts`.
 
@@ -66,6 +67,8 @@ def label_smoothing_parts(
         ignore_index: target value of positions left out of every term.
         convention: ``"uniform"`` or ``"fairseq"`` (see the module docstring).
         keep_per_position: also keep the loss per position.
+        validate_args: check that every target is in ``[0, K)`` or ``ignore_index`` (one
+            device-to-host sync); ``False`` skips it.
 
     Returns:
         Summed ``loss``, ``nll``, ``penalty`` (sum of ``z_gt - mean z``), ``ntokens``, ``ncorrect``.
@@ -78,7 +81,7 @@ def label_smoothing_parts(
         (0.4076, 1.0)
     """
     coef = smoothing_coefficient(alpha, logits.size(-1), convention)
-    return gap_parts(logits, target, ignore_index, coef, "target", keep_per_position)
+    return gap_parts(logits, target, ignore_index, coef, "target", keep_per_position, validate_args)
 
 
 def label_smoothing_loss(
@@ -89,6 +92,7 @@ def label_smoothing_loss(
     ignore_index: int | None = None,
     convention: Convention = "uniform",
     reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> Tensor:
     """Cross-entropy against smoothed labels.
 
@@ -102,6 +106,7 @@ def label_smoothing_loss(
         ignore_index: target value of positions left out (a batch of only those gives 0).
         convention: ``"uniform"`` or ``"fairseq"``.
         reduction: ``"mean"`` over non-ignored positions, ``"sum"`` or ``"none"``.
+        validate_args: check the targets' values (one device-to-host sync); ``False`` skips it.
 
     Returns:
         The reduced loss (float32; float64 for float64 logits).
@@ -118,7 +123,7 @@ def label_smoothing_loss(
     check_reduction(reduction)
     parts = label_smoothing_parts(
         logits, target, alpha, ignore_index=ignore_index, convention=convention,
-        keep_per_position=reduction == "none",
+        keep_per_position=reduction == "none", validate_args=validate_args,
     )
     return parts.reduce(reduction)
 
@@ -151,7 +156,8 @@ class LabelSmoothingLoss(ScheduledAlphaLoss):
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
               keep_per_position: bool = False) -> LossParts:
         return label_smoothing_parts(logits, target, self.alpha, ignore_index=ignore_index,
-                                     convention=self.convention, keep_per_position=keep_per_position)
+                                     convention=self.convention, keep_per_position=keep_per_position,
+                                     validate_args=self.validate_args)
 
     def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
         """CE against ``(1 - c) t + c / K`` for soft targets ``t`` (``c`` the convention's

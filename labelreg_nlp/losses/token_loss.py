@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import MethodLoss, ScheduledAlphaLoss
+from .fused_linear import fused_linear_parts
 from .parts import LossParts, check_alpha
 from .registry import ALPHA, METHODS, check_choices, flat_options, get_method
 
@@ -32,6 +33,9 @@ class TokenLoss(nn.Module):
         num_classes: K; required by ``ols``, ``lspp`` and ``lls``, checked against the logits by
             every method.
         ignore_index: target value of positions that are left out (HF: -100).
+        validate_args: check that every target is a class or ``ignore_index`` (one
+            device-to-host sync per call); ``False`` skips it in training loops whose targets
+            are known to be valid.
         **options: the methods' options under their flat names (``convention``,
             ``ols_hard_weight``, ``ols_topk``, ...; ``labelreg-nlp methods`` lists them); only
             the chosen method's are used.
@@ -63,6 +67,7 @@ class TokenLoss(nn.Module):
         schedule_horizon: int | None = None,
         num_classes: int | None = None,
         ignore_index: int | None = -100,
+        validate_args: bool = True,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -84,6 +89,7 @@ class TokenLoss(nn.Module):
         if ALPHA in spec.options:
             core["alpha"] = alpha
         module = spec.build(self.num_classes, schedule_horizon, alpha_end, **core)  # unscheduled: no schedule
+        module.validate_args = bool(validate_args)
         setattr(self, spec.name, module)  # not add_module: __getattr__ answers None for every method name
 
     def __getattr__(self, name: str) -> Any:
@@ -140,11 +146,13 @@ class TokenLoss(nn.Module):
         """
         return self.prepared_method(logits).parts(logits, target, self.ignore_index, keep_per_position)
 
-    def prepared_method(self, logits: Tensor) -> MethodLoss:
-        """The method's module after checking K against ``logits``, in training mode only when this
-        module is and autograd is on (so evaluation never changes a stateful method's state)."""
-        if self.num_classes is not None and logits.size(-1) != self.num_classes:
-            raise ValueError(f"logits have {logits.size(-1)} classes, the loss was set up for num_classes={self.num_classes}")
+    def prepared_method(self, logits: Tensor | None = None, num_classes: int | None = None) -> MethodLoss:
+        """The method's module after checking K (of ``logits``, or ``num_classes``) against the
+        loss's, in training mode only when this module is and autograd is on (so evaluation never
+        changes a stateful method's state)."""
+        k = logits.size(-1) if logits is not None else num_classes
+        if self.num_classes is not None and k is not None and k != self.num_classes:
+            raise ValueError(f"logits have {k} classes, the loss was set up for num_classes={self.num_classes}")
         module = self.method_loss
         module.train(self.training and torch.is_grad_enabled())
         return module
@@ -153,12 +161,39 @@ class TokenLoss(nn.Module):
         """The summed loss divided by ``num_items`` when given (HF's ``num_items_in_batch``:
         the non-ignored targets of the whole accumulated batch), else by this batch's
         non-ignored targets. A batch with none gives 0."""
-        parts = self.parts(logits, target)
-        if num_items is None:
-            return parts.reduce("mean")
-        if torch.is_tensor(num_items):
-            return parts.loss / num_items.to(parts.loss.device).clamp(min=1)
-        return parts.loss / max(int(num_items), 1)
+        return _normalized(self.parts(logits, target), num_items)
+
+    def fused_parts(self, hidden: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None = None,
+                    chunk_rows: int | None = None) -> LossParts:
+        """:meth:`parts` of the logits ``hidden @ weight.T + bias`` without holding them (see
+        :func:`~labelreg_nlp.losses.fused_linear.fused_linear_parts`); only ``loss`` is
+        differentiable.
+
+        Args:
+            hidden: ``[..., d]``, the output layer's input.
+            weight: ``[V, d]``, the output layer's weight (or the tied embedding's).
+            target: ``[...]`` classes, ``ignore_index`` where left out.
+            bias: ``[V]`` or ``None``.
+            chunk_rows: rows per chunk of logits (default: about 16M logits per chunk).
+
+        Returns:
+            :class:`~labelreg_nlp.losses.parts.LossParts` (no per-position values).
+
+        Example:
+            >>> import torch
+            >>> loss = TokenLoss("ls", 0.1)
+            >>> h, w, y = torch.randn(2, 3, 8), torch.randn(50, 8), torch.tensor([[4, 9, -100], [0, 49, 7]])
+            >>> torch.allclose(loss.fused(h, w, y), loss(h @ w.T, y))
+            True
+        """
+        module = self.prepared_method(num_classes=weight.size(0))
+        return fused_linear_parts(hidden, weight, target, module, bias=bias, ignore_index=self.ignore_index,
+                                  chunk_rows=chunk_rows)
+
+    def fused(self, hidden: Tensor, weight: Tensor, target: Tensor, num_items: Tensor | int | None = None,
+              bias: Tensor | None = None, chunk_rows: int | None = None) -> Tensor:
+        """:meth:`forward` of the logits ``hidden @ weight.T + bias``, computed by :meth:`fused_parts`."""
+        return _normalized(self.fused_parts(hidden, weight, target, bias, chunk_rows), num_items)
 
     def log_values(self) -> dict[str, float]:
         """What the trainers add to a training log line: ``labelreg_alpha`` for methods with a
@@ -171,3 +206,12 @@ class TokenLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, ignore_index={self.ignore_index!r}"
+
+
+def _normalized(parts: LossParts, num_items: Tensor | int | None) -> Tensor:
+    """The summed loss over ``num_items`` (at least 1), or the mean over the batch's positions."""
+    if num_items is None:
+        return parts.reduce("mean")
+    if torch.is_tensor(num_items):
+        return parts.loss / num_items.to(parts.loss.device).clamp(min=1)
+    return parts.loss / max(int(num_items), 1)
