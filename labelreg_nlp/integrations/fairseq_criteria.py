@@ -14,6 +14,8 @@ follows fairseq's epochs and updates, and logs like fairseq's own ``label_smooth
 # No `from __future__ import annotations` here: fairseq reads the config dataclasses'
 # field types at runtime to build its command-line options.
 import dataclasses
+import inspect
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -33,10 +35,12 @@ from fairseq.logging import metrics  # noqa: E402
 from omegaconf import II  # noqa: E402
 
 from ..losses.base import MethodLoss, ScheduledAlphaLoss  # noqa: E402
+from ..losses.fused_linear import fused_linear_parts  # noqa: E402
 from ..losses.parts import LossParts, check_alpha  # noqa: E402
 from ..losses.registry import METHODS, Method, Option  # noqa: E402
 from ..losses.registry import fairseq_flag as flag  # noqa: E402
 
+logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)
 FAIRSEQ_SCHEDULE_UNITS = ("epoch", "update")  # what a fairseq alpha schedule counts
 
@@ -48,30 +52,45 @@ class TokenCriterionConfig(FairseqDataclass):
     report_accuracy: bool = field(default=False, metadata={"help": "report accuracy metric"})
     ignore_prefix_size: int = field(default=0, metadata={"help": "Ignore first N tokens"})
     sentence_avg: bool = II("optimization.sentence_avg")
+    fused_output_layer: bool = field(default=False, metadata={
+        "help": "compute the decoder's output projection inside the loss, in row chunks, so the [tokens, vocab] "
+                "logits are never held whole (a plain linear or tied-embedding output layer, as fairseq's "
+                "transformers have; otherwise a warning and the usual path)"})
+    no_validate_args: bool = field(default=False, metadata={
+        "help": "skip the check that every target is inside the dictionary (it costs a device-to-host sync per batch)"})
 
 
 class TokenCriterion(FairseqCriterion):
     """Base: translate a fairseq sample into ``(logits, target, padding_idx)``, call the core,
     return ``(summed loss, sample_size, logging_output)`` exactly as fairseq's criteria do."""
 
-    def __init__(self, task, sentence_avg: bool, ignore_prefix_size: int = 0, report_accuracy: bool = False):
+    def __init__(self, task, sentence_avg: bool, ignore_prefix_size: int = 0, report_accuracy: bool = False,
+                 fused_output_layer: bool = False):
         super().__init__(task)
         if ignore_prefix_size < 0:
             raise ValueError(f"--ignore-prefix-size must be >= 0, got {ignore_prefix_size}")
         self.sentence_avg = sentence_avg
         self.ignore_prefix_size = ignore_prefix_size
         self.report_accuracy = report_accuracy
+        self.fused_output_layer = bool(fused_output_layer)
+        self._fallback_reason: str | None = None  # why --fused-output-layer could not be used, once known
 
     # -- subclasses implement this ------------------------------------------------------------
     def compute_parts(self, logits: torch.Tensor, target: torch.Tensor, keep_per_position: bool) -> LossParts:
+        raise NotImplementedError
+
+    def compute_fused_parts(self, features: torch.Tensor, projection: torch.nn.Linear,
+                            target: torch.Tensor) -> LossParts:
+        """The loss of ``projection(features)`` without those logits (``--fused-output-layer``)."""
         raise NotImplementedError
 
     def extra_logging(self, parts: LossParts, sample_size: int, target: torch.Tensor) -> dict[str, Any]:
         return {}
 
     # -- fairseq plumbing -----------------------------------------------------------------------
-    def logits_and_target(self, model, net_output, sample) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the loss reads, ``[B, T, V]``, and the targets ``[B, T]``, prefix removed.
+    def logits_and_target(self, model, net_output, sample, features: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the loss reads, ``[B, T, V]``, and the targets ``[B, T]``, prefix removed
+        (``features=True``: the decoder's features ``[B, T, d]`` of a ``features_only`` call).
 
         The decoder's raw logits when the model's log-probabilities are known to be their plain
         log-softmax (:func:`log_softmax_of_output`): the same numbers, since every loss here
@@ -80,7 +99,7 @@ class TokenCriterion(FairseqCriterion):
         normalize in their own way, such as the pointer-generator) the model's
         ``get_normalized_probs(net_output, log_probs=True)``, as fairseq's criteria read.
         """
-        if log_softmax_of_output(model):
+        if features or log_softmax_of_output(model):
             logits = net_output[0]
         else:
             logits = model.get_normalized_probs(net_output, log_probs=True)
@@ -90,13 +109,32 @@ class TokenCriterion(FairseqCriterion):
             target = target[:, self.ignore_prefix_size :]
         return logits, target
 
+    def fused_projection(self, model) -> torch.nn.Linear | None:
+        """The decoder's output projection when ``--fused-output-layer`` can compute it inside
+        the loss, else ``None`` (with one warning naming why)."""
+        if not self.fused_output_layer:
+            return None
+        projection, reason = plain_output_projection(model)
+        if projection is None and self._fallback_reason is None:
+            self._fallback_reason = reason
+            logger.warning(f"--fused-output-layer: {reason}; computing the full logits instead")
+        return projection
+
     def forward(self, model, sample, reduce: bool = True):
         """``(loss, sample_size, logging_output)`` as fairseq's criteria: the summed loss, or with
         ``reduce=False`` the loss per target position, shape ``[B*T, 1]`` (padding 0), as
-        ``label_smoothed_cross_entropy`` returns it (its logged loss and nll_loss likewise)."""
-        net_output = model(**sample["net_input"])
-        logits, target = self.logits_and_target(model, net_output, sample)
-        parts = self.compute_parts(logits, target, keep_per_position=not reduce)
+        ``label_smoothed_cross_entropy`` returns it (its logged loss and nll_loss likewise).
+
+        With ``--fused-output-layer`` (and ``reduce=True``) the decoder returns its features
+        (``features_only=True``) and the loss applies the output projection chunk by chunk."""
+        projection = self.fused_projection(model) if reduce else None
+        net_output = model(**sample["net_input"], **({"features_only": True} if projection is not None else {}))
+        if projection is not None:
+            features, target = self.logits_and_target(model, net_output, sample, features=True)
+            parts = self.compute_fused_parts(features, projection, target)
+        else:
+            logits, target = self.logits_and_target(model, net_output, sample)
+            parts = self.compute_parts(logits, target, keep_per_position=not reduce)
         if reduce:
             loss, nll = parts.loss, parts.nll
         else:
@@ -168,6 +206,28 @@ def log_softmax_of_output(model) -> bool:
             and model_type.get_normalized_probs_scriptable is BaseFairseqModel.get_normalized_probs_scriptable
             and decoder_type.get_normalized_probs is FairseqDecoder.get_normalized_probs
             and decoder_type.get_normalized_probs_scriptable is FairseqDecoder.get_normalized_probs_scriptable)
+
+
+def plain_output_projection(model) -> tuple[torch.nn.Linear | None, str]:
+    """``(decoder.output_projection, "")`` when the model's log-probabilities are the plain
+    log-softmax of ``output_projection(features)`` and its forward takes ``features_only``
+    (fairseq's transformer models and language models), else ``(None, why not)``."""
+    from fairseq.models.transformer import TransformerDecoderBase
+
+    while isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    decoder = getattr(model, "decoder", None)
+    name = type(model).__name__
+    if not log_softmax_of_output(model):
+        return None, f"{name}'s output is not a plain log-softmax of its decoder's logits (adaptive softmax, or own normalization)"
+    projection = getattr(decoder, "output_projection", None)
+    if type(projection) is not torch.nn.Linear:
+        return None, f"{type(decoder).__name__} has no plain nn.Linear output_projection"
+    if not isinstance(decoder, TransformerDecoderBase) or type(decoder).output_layer is not TransformerDecoderBase.output_layer:
+        return None, f"{type(decoder).__name__} is not a fairseq transformer decoder with its output_layer"
+    if "features_only" not in inspect.signature(model.forward).parameters:
+        return None, f"{name}.forward takes no features_only argument"
+    return projection, ""
 
 
 def follow_training_progress(task, on_epoch: Callable[[int], None], on_update: Callable[[int], None]) -> None:
@@ -242,8 +302,9 @@ class MethodCriterion(TokenCriterion):
     method: ClassVar[Method]
     config_class: ClassVar[type]
 
-    def __init__(self, task, sentence_avg, *args, ignore_prefix_size=0, report_accuracy=False, **given):
-        super().__init__(task, sentence_avg, ignore_prefix_size, report_accuracy)
+    def __init__(self, task, sentence_avg, *args, ignore_prefix_size=0, report_accuracy=False,
+                 fused_output_layer=False, no_validate_args=False, **given):
+        super().__init__(task, sentence_avg, ignore_prefix_size, report_accuracy, fused_output_layer)
         spec, names = self.method, self.method.fairseq
         positional = [names.field_name(o) for o in spec.options]
         if len(args) > len(positional):
@@ -266,6 +327,7 @@ class MethodCriterion(TokenCriterion):
             schedule = self._schedule(given, core["alpha"])
         num_classes = len(task.target_dictionary)
         module = spec.build(num_classes, **schedule, **core)
+        module.validate_args = not no_validate_args
         self.add_module(spec.name, module)
         self.period_updates = 0
         if spec.periodic:
@@ -333,6 +395,12 @@ class MethodCriterion(TokenCriterion):
         module = self.method_loss
         module.train(self.training)
         return module.parts(logits, target, self.padding_idx, keep_per_position)
+
+    def compute_fused_parts(self, features, projection, target):
+        module = self.method_loss
+        module.train(self.training)
+        return fused_linear_parts(features, projection.weight, target, module, bias=projection.bias,
+                                  ignore_index=self.padding_idx)
 
     def forward(self, model, sample, reduce: bool = True):
         loss, sample_size, logging_output = super().forward(model, sample, reduce)

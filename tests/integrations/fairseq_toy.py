@@ -5,7 +5,7 @@ import torch
 VOCAB = 40
 
 
-def build(seed: int = 0, n_sentences: int = 6):
+def build(seed: int = 0, n_sentences: int = 6, extra_args: tuple[str, ...] = ()):
     from fairseq import options
     from fairseq.data import Dictionary, LanguagePairDataset
     from fairseq.models.transformer import TransformerModel
@@ -20,7 +20,7 @@ def build(seed: int = 0, n_sentences: int = 6):
         "unused", "--task", "translation", "--arch", "transformer", "--dropout", "0",
         "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16",
         "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
-        "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+        "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", *extra_args,
     ])
     model = TransformerModel.build_model(args, task)
     g = torch.Generator().manual_seed(seed)

@@ -222,3 +222,65 @@ def test_learned_table_criteria_loss_gradients_logging_and_errors(name):
     with pytest.raises(ValueError, match="rank must be an integer >= 1, got -2"):
         cls(task, False, **{f"{name}_rank": -2})
     assert isinstance(cls(task, False, **{f"{name}_rank": 4}).method_loss.table.rank, int)
+
+
+def _fused_and_plain(name, tied, **options):
+    """(plain, fused) runs of criterion ``name`` on the same model and batch: loss, sample_size,
+    logging output, gradients of the model and of the criterion's own parameters."""
+    from labelreg_nlp.integrations.fairseq_criteria import CRITERIA
+
+    extra = ("--share-decoder-input-output-embed",) if tied else ()
+    task, model, sample = build(seed=13, extra_args=extra)
+    out = []
+    for fused in (False, True):
+        crit = CRITERIA[name](task, False, report_accuracy=True, fused_output_layer=fused, **options).train()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in crit.method_loss.parameters():
+                p.copy_(torch.randn_like(p))
+        loss, sample_size, log, grads = run(crit, model, sample)
+        grads.update({f"criterion.{n}": p.grad.clone() for n, p in crit.named_parameters() if p.grad is not None})
+        out.append((loss, sample_size, log, grads))
+    return out
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["separate", "tied"])
+@pytest.mark.parametrize("name,options", [
+    ("ls_cross_entropy", {"label_smoothing": 0.1}), ("maxsup_cross_entropy", {"maxsup_alpha": 0.1}),
+    ("ols_cross_entropy", {"ols_topk": 8}), ("lspp_cross_entropy", {}), ("lls_cross_entropy", {}),
+])
+def test_fused_output_layer_equals_the_plain_criterion(name, options, tied):
+    """--fused-output-layer: the decoder's features and output projection instead of its logits;
+    same loss, sample size, every logged value and every gradient (output projection included)."""
+    plain, fused = _fused_and_plain(name, tied, **options)
+    assert_same(fused[0], plain[0], "loss")
+    assert fused[1] == plain[1]
+    assert set(fused[2]) == set(plain[2])
+    for key in plain[2]:
+        assert_same(fused[2][key], plain[2][key], key)
+    assert fused[3].keys() == plain[3].keys()
+    # tied: the projection is decoder.embed_tokens.weight (named_parameters lists a shared one once)
+    assert ("decoder.output_projection.weight" in plain[3]) != tied and "decoder.embed_tokens.weight" in plain[3]
+    for key in plain[3]:
+        assert_same(fused[3][key], plain[3][key], f"grad {key}")
+
+
+def test_fused_output_layer_falls_back_with_a_reason(caplog):
+    """A decoder whose output layer is not a plain linear map: one warning naming why, then the usual path."""
+    task, model, sample = build(seed=14)
+    model.decoder.output_projection = torch.nn.Sequential(model.decoder.output_projection)
+    crit = LSCrossEntropyCriterion(task, False, 0.1, fused_output_layer=True)
+    with caplog.at_level("WARNING"):
+        loss, _, _, _ = run(crit, model, sample)
+        run(crit, model, sample)
+    warnings = [r.getMessage() for r in caplog.records if "--fused-output-layer" in r.getMessage()]
+    assert warnings == ["--fused-output-layer: TransformerDecoderBase has no plain nn.Linear output_projection; "
+                        "computing the full logits instead"]
+    expected, _, _, _ = run(LSCrossEntropyCriterion(task, False, 0.1), model, sample)
+    assert_same(loss, expected, "fallback loss")
+
+
+def test_no_validate_args_reaches_the_method():
+    task, _, _ = build()
+    assert MaxSupCrossEntropyCriterion(task, False, no_validate_args=True).method_loss.validate_args is False
+    assert MaxSupCrossEntropyCriterion(task, False).method_loss.validate_args is True

@@ -219,8 +219,10 @@ def test_learned_table_is_optimized_checkpointed_and_resumed_bit_exact(data_bin,
     assert all(not torch.equal(after["criterion"][key], value) for key, value in table.items())
 
 
-def test_two_process_training_keeps_the_table_identical_on_both_ranks(data_bin, tmp_path):
-    """torchrun, gloo on CPU: fairseq wraps the criterion in DDP and all-reduces its gradients."""
+@pytest.mark.parametrize("fused", [False, True], ids=["logits", "fused-output-layer"])
+def test_two_process_training_keeps_the_table_identical_on_both_ranks(data_bin, tmp_path, fused):
+    """torchrun, gloo on CPU: fairseq wraps the criterion in DDP and all-reduces its gradients
+    (with --fused-output-layer too, whose gradients reach the model and the table outside DDP's forward)."""
     import socket
 
     import torch
@@ -233,7 +235,7 @@ def test_two_process_training_keeps_the_table_identical_on_both_ranks(data_bin, 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(port), str(worker), str(tmp_path), str(data_bin), "--user-dir", str(REPO / "criterions"),
            *TINY_MODEL, *train, "--criterion", "lspp_cross_entropy", "--lspp-rank", "8", "--max-epoch", "2",
-           "--save-dir", str(tmp_path / "ckpt")]
+           "--save-dir", str(tmp_path / "ckpt"), *(["--fused-output-layer"] if fused else [])]
     result = subprocess.run(cmd, env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "training on 2 devices" in result.stdout + result.stderr
@@ -242,3 +244,20 @@ def test_two_process_training_keeps_the_table_identical_on_both_ranks(data_bin, 
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     assert torch.count_nonzero(rank0["lspp.table.v"]) > 0
+
+
+def test_fused_output_layer_trains_like_the_plain_criterion(data_bin, tmp_path):
+    """fairseq-train --fused-output-layer: per-epoch training and validation losses equal the plain
+    run's to the logged rounding (same seed and data; only float summation order differs)."""
+    logs = {}
+    for fused in (False, True):
+        extra = ["--fused-output-layer"] if fused else []
+        logs[fused] = fairseq("train", data_bin, "--user-dir", REPO / "criterions", *TINY_MODEL, *TRAIN,
+                              *CRITERIA["maxsup"], *extra, "--max-epoch", "2", "--save-dir", tmp_path / str(fused))
+    assert "--fused-output-layer:" not in logs[True]  # no fallback warning: the transformer's projection is used
+    for prefix in ("train", "valid"):
+        plain, fused = epoch_stats(logs[False], prefix), epoch_stats(logs[True], prefix)
+        assert [r["epoch"] for r in fused] == [r["epoch"] for r in plain] == [1, 2]
+        for a, b in zip(plain, fused):
+            for key in (f"{prefix}_loss", f"{prefix}_nll_loss", f"{prefix}_maxsup", f"{prefix}_accuracy"):
+                assert float(b[key]) == pytest.approx(float(a[key]), abs=0.0025), key
