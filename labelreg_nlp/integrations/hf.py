@@ -27,8 +27,11 @@ method (``labelreg-nlp methods`` lists them), readable by ``HfArgumentParser``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, field, fields, make_dataclass
 from typing import Any, Literal, Optional
 
@@ -41,6 +44,7 @@ from ..losses.parts import check_alpha
 from ..losses.registry import ALPHA, METHODS, Method, Option, check_choices, flat_options, get_method
 from ..losses.token_loss import TokenLoss
 
+logger = logging.getLogger(__name__)
 STATE_FILE = "labelreg_state.pt"
 IGNORE_INDEX = -100
 HF_SCHEDULE_UNITS = ("epoch", "step")  # what the alpha schedule counts: epochs or optimizer steps
@@ -74,6 +78,12 @@ def _argument_fields() -> list[tuple[str, Any, Any]]:
                     "default: --learning_rate"})),
         ("labelreg_weight_decay", Optional[float], field(default=None, metadata={  # noqa: UP045
             "help": "lspp, lls: weight decay of the learned table; default: --weight_decay; 0 = none"})),
+        ("fused_linear", bool, field(default=False, metadata={
+            "help": "training steps of causal LMs and seq2seq models: apply the model's lm_head inside the loss, "
+                    "in row chunks, so the [tokens, vocab] logits are never held whole (a plain nn.Linear head; "
+                    "otherwise a warning naming why, and the model's logits)"})),
+        ("validate_args", bool, field(default=True, metadata={
+            "help": "check that every label is a class or -100 (one device-to-host sync per step)"})),
     ]
     for method in METHODS.values():
         for flat, option in method.flat_options().items():
@@ -110,7 +120,7 @@ def _build_loss(self: Any, num_classes: int | None) -> TokenLoss:
     """The :class:`TokenLoss` these arguments describe, ignoring ``-100`` labels."""
     options = {flat: getattr(self, flat) for flat in flat_options() if flat != "alpha"}
     return TokenLoss(self.method, self.alpha, alpha_end=self.alpha_end, schedule_horizon=self.schedule_horizon,
-                     num_classes=num_classes, ignore_index=IGNORE_INDEX, **options)
+                     num_classes=num_classes, ignore_index=IGNORE_INDEX, validate_args=self.validate_args, **options)
 
 
 def _period_steps(self: Any) -> int:
@@ -169,16 +179,55 @@ class LabelRegLoss:
         self.shift_labels = bool(shift_labels)
         self.token_loss = self.args.build_loss(num_classes)
         self.token_loss.train(False)  # the callback or the trainer switches it on for training steps
+        self._head: OutputHead | None = None  # inside capture_output_layer()
+        self._hidden: torch.Tensor | None = None  # what the head was given in this forward
+        self._fallback_reason: str | None = None
 
     def __call__(self, outputs: Any, labels: torch.Tensor | None, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
         if labels is None:
             raise ValueError("LabelRegLoss needs the batch's labels; the inputs had no 'labels'")
-        logits = _logits_of(outputs)
         if self.shift_labels:
             # pad-and-shift the labels instead of slicing the logits: no copy of [B, T, V]
             labels = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+        if self._hidden is not None:  # the forward ran under capture_output_layer(): no logits were made
+            hidden, self._hidden = self._hidden, None
+            self.token_loss.to(hidden.device)
+            return self.token_loss.fused(hidden, self._head.weight, labels.to(hidden.device), num_items_in_batch,
+                                         bias=self._head.bias())
+        logits = _logits_of(outputs)
         self.token_loss.to(logits.device)
         return self.token_loss(logits, labels.to(logits.device), num_items_in_batch)
+
+    @contextmanager
+    def capture_output_layer(self, model: torch.nn.Module) -> Iterator[bool]:
+        """Within this context the model's output layer does not compute logits: it keeps its input
+        (the last hidden states) for the next call of this loss, which applies the layer inside the
+        loss in row chunks (:meth:`TokenLoss.fused`), and returns a zero-memory placeholder
+        (a broadcast zero of the logits' shape) as the model's logits.
+
+        Yields whether it could: a model whose output layer is not a plain ``nn.Linear`` (or whose
+        logits are changed after it in a way the loss cannot repeat) keeps its usual forward, with
+        one warning naming why.
+        """
+        head, reason = OutputHead.of(model)
+        if head is None:
+            if self._fallback_reason is None:
+                self._fallback_reason = reason
+                logger.warning(f"fused_linear: {reason}; using the model's logits instead")
+            yield False
+            return
+
+        def keep_input(hidden: torch.Tensor) -> torch.Tensor:
+            self._hidden = hidden
+            return hidden.new_zeros(()).expand(*hidden.shape[:-1], head.weight.size(0))
+
+        self._head, self._hidden = head, None
+        head.linear.forward = keep_input  # an instance attribute, before the class's forward
+        try:
+            yield True
+        finally:
+            del head.linear.forward
+            self._head = self._hidden = None
 
     @property
     def method(self) -> str:
@@ -208,6 +257,50 @@ class LabelRegLoss:
             raise ValueError(f"{path} was saved for method {saved['method']!r}, this trainer uses {self.method!r}")
         self.token_loss.load_state_dict(saved["state"])
         self.token_loss.set_progress(saved["progress"])
+
+
+# Config attributes of models that change the logits after their output layer in ways the fused
+# loss does not repeat (Gemma 2 soft-capping, Cohere's logit scale, Granite's logit divisor).
+LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+class OutputHead:
+    """A model's output layer as the fused loss applies it: ``linear`` (the model's ``lm_head``)
+    plus, for models that add one after it (BART, Marian, mBART, Pegasus), ``final_logits_bias``."""
+
+    def __init__(self, linear: torch.nn.Linear, extra_bias: torch.Tensor | None) -> None:
+        self.linear, self.extra_bias = linear, extra_bias
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight
+
+    def bias(self) -> torch.Tensor | None:
+        """The bias of the logits: the layer's, plus ``final_logits_bias`` where the model has one."""
+        bias = self.linear.bias
+        if self.extra_bias is None:
+            return bias
+        extra = self.extra_bias.reshape(-1).to(self.weight.dtype)
+        return extra if bias is None else bias + extra
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> tuple[OutputHead | None, str]:
+        """``(head, "")`` when the model's logits are ``lm_head(hidden) [+ final_logits_bias]``,
+        else ``(None, why not)``."""
+        while isinstance(getattr(model, "module", None), torch.nn.Module):  # DDP and other wrappers
+            model = model.module
+        name = type(model).__name__
+        config = getattr(model, "config", None)
+        if not (_is_causal_lm(model) or getattr(config, "is_encoder_decoder", False)):
+            return None, f"{name} is neither a causal LM nor a seq2seq model"
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if type(head) is not torch.nn.Linear:
+            return None, f"{name}'s output layer is {type(head).__name__}, not a plain nn.Linear"
+        for attr in LOGIT_POSTPROCESSING:
+            if getattr(config, attr, None) not in (None, 1, 1.0):
+                return None, f"{name} changes its logits after the output layer ({attr}={getattr(config, attr)!r})"
+        extra = getattr(model, "final_logits_bias", None)
+        return cls(head, extra if torch.is_tensor(extra) else None), ""
 
 
 def average_gradients_across_processes(params: list[torch.nn.Parameter]) -> None:
@@ -331,11 +424,16 @@ class LabelRegTrainerMixin:
         loss divided by ``num_items_in_batch`` when the Trainer passes it, so it sets
         ``loss_is_scaled_for_ga`` and the Trainer does not divide by the accumulation steps again;
         without it, the micro-batch's own mean. Stateful methods accumulate only while the model
-        is in training mode (never in evaluation or prediction).
+        is in training mode (never in evaluation or prediction). With ``fused_linear``, training
+        steps run the model under :meth:`LabelRegLoss.capture_output_layer` (evaluation and
+        prediction, which return the logits, never do).
         """
         self.labelreg_loss.token_loss.train(model.training)
-        result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                      num_items_in_batch=num_items_in_batch)
+        fused = (self.labelreg_loss.args.fused_linear and model.training and not return_outputs
+                 and torch.is_grad_enabled())
+        with self.labelreg_loss.capture_output_layer(model) if fused else nullcontext():
+            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                          num_items_in_batch=num_items_in_batch)
         # normalized by the whole accumulated batch, or by this micro-batch only
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
     BertConfig,
     BertForSequenceClassification,
     GPT2Config,
@@ -38,6 +40,18 @@ def t5_seq2seq(seed: int = 0) -> T5ForConditionalGeneration:
     config = T5Config(vocab_size=VOCAB, d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2,
                       dropout_rate=0.0, pad_token_id=PAD, eos_token_id=1, decoder_start_token_id=PAD)
     return T5ForConditionalGeneration(config)
+
+
+def bart_seq2seq(seed: int = 0) -> BartForConditionalGeneration:
+    """A seq2seq model that adds ``final_logits_bias`` after its output layer (randomized here)."""
+    torch.manual_seed(seed)
+    config = BartConfig(vocab_size=VOCAB, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                        dropout=0.0, attention_dropout=0.0, pad_token_id=PAD, bos_token_id=2, eos_token_id=1,
+                        decoder_start_token_id=PAD, forced_eos_token_id=None)
+    model = BartForConditionalGeneration(config)
+    model.final_logits_bias.normal_()
+    return model
 
 
 def token_examples(n: int, seed: int = 0, seq2seq: bool = False) -> list[dict[str, list[int]]]:

@@ -16,6 +16,7 @@ from labelreg_nlp.integrations.hf import (
 from labelreg_nlp.losses.token_loss import METHODS
 
 from .hf_toy import (
+    bart_seq2seq,
     bert_classifier,
     class_examples,
     collate,
@@ -29,6 +30,7 @@ MODELS = {
     "classification": (bert_classifier, lambda n, seed=0: class_examples(n, seed=seed)),
     "causal": (gpt2_lm, lambda n, seed=0: token_examples(n, seed=seed)),
     "seq2seq": (t5_seq2seq, lambda n, seed=0: token_examples(n, seed=seed, seq2seq=True)),
+    "bart": (bart_seq2seq, lambda n, seed=0: token_examples(n, seed=seed, seq2seq=True)),
 }
 
 
@@ -88,7 +90,7 @@ class GradSnapshot(TrainerCallback):
         self.grads = _grads(self.model)
 
 
-def _one_update(kind, method, batch_size, accumulation, tmp_path):
+def _one_update(kind, method, batch_size, accumulation, tmp_path, **options):
     factory, examples = MODELS[kind]
     model = factory()
     snapshot = GradSnapshot(model)
@@ -96,7 +98,7 @@ def _one_update(kind, method, batch_size, accumulation, tmp_path):
     args = training_args(tmp_path, seq2seq=kind == "seq2seq", per_device_train_batch_size=batch_size,
                          gradient_accumulation_steps=accumulation, max_steps=1)
     trainer = cls(model=model, args=args, train_dataset=examples(8), data_collator=collate, callbacks=[snapshot],
-                  method=method, alpha=0.2)
+                  method=method, alpha=0.2, **options)
     trainer.train()
     logged = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
     ols = trainer.labelreg_loss.token_loss.ols
@@ -304,3 +306,62 @@ def test_plain_trainer_without_the_table_in_its_optimizer_is_refused(tmp_path):
                       data_collator=collate, compute_loss_func=loss, callbacks=[loss.callback()])
     with pytest.raises(ValueError, match="lls table is not in the optimizer"):
         trainer.train()
+
+
+@pytest.mark.parametrize("method", ["ls", "maxsup", "ols", "lls"])
+@pytest.mark.parametrize("kind", ["causal", "seq2seq", "bart"])
+def test_fused_linear_equals_the_models_logits(kind, method, tmp_path):
+    """fused_linear=True: the lm_head inside the loss (GPT-2: tied, shifted labels; T5: tied, scaled
+    before the head; BART: final_logits_bias after it), batch 2 x 2 accumulated: the same logged
+    loss, gradients and OLS state as the plain path."""
+    from labelreg_nlp.integrations.hf import OutputHead
+
+    assert OutputHead.of(MODELS[kind][0]())[0] is not None  # the fused path is taken, not the fallback
+    plain = _one_update(kind, method, 2, 2, tmp_path / "plain")
+    fused = _one_update(kind, method, 2, 2, tmp_path / "fused", fused_linear=True)
+    assert fused[0] == pytest.approx(plain[0], rel=1e-5, abs=1e-6)
+    assert len(fused[1]) == len(plain[1])
+    for a, b in zip(fused[1], plain[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    if plain[2] is not None:
+        torch.testing.assert_close(fused[2], plain[2], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_linear_holds_no_logits_and_evaluates_with_them(tmp_path):
+    """In training the model returns a broadcast placeholder (no [B, T, V] memory); evaluation
+    and prediction get the real logits."""
+    model = gpt2_lm()
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), method="maxsup", fused_linear=True)
+    batch = collate(token_examples(4))
+    seen = []
+    hook = model.register_forward_hook(lambda module, args, out: seen.append(out.logits))
+    model.train()
+    trainer.compute_loss(model, dict(batch)).backward()
+    model.eval()
+    loss, logits, _ = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
+    hook.remove()
+    assert seen[0].stride() == (0, 0, 0)  # the placeholder: no storage per logit
+    torch.testing.assert_close(logits, model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits)
+    assert torch.isfinite(loss)
+    assert type(model.lm_head).forward is torch.nn.Linear.forward and "forward" not in vars(model.lm_head)
+
+
+def test_fused_linear_falls_back_with_a_reason(tmp_path, caplog):
+    model = bert_classifier()
+    batch = collate(class_examples(4))
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), method="ls", fused_linear=True)
+    plain = LabelRegTrainer(model=model, args=training_args(tmp_path), method="ls")
+    model.train()
+    with caplog.at_level("WARNING"):
+        ours = trainer.compute_loss(model, dict(batch))
+        trainer.compute_loss(model, dict(batch))
+    messages = [r.getMessage() for r in caplog.records if "fused_linear" in r.getMessage()]
+    assert messages == ["fused_linear: BertForSequenceClassification is neither a causal LM nor a seq2seq model; "
+                        "using the model's logits instead"]
+    torch.testing.assert_close(ours, plain.compute_loss(model, dict(batch)))
+    gpt2 = gpt2_lm()
+    gpt2.config.final_logit_softcapping = 30.0
+    from labelreg_nlp.integrations.hf import OutputHead
+
+    assert OutputHead.of(gpt2) == (None, "GPT2LMHeadModel changes its logits after the output layer "
+                                         "(final_logit_softcapping=30.0)")
