@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp import LabelSmoothingPlusPlus, LearnableLabelSmoothing, label_smoothing_loss  # noqa: E402
-from labelreg_nlp.experiments.timing import peak_step_bytes, step_times  # noqa: E402
+from labelreg_nlp.experiments.timing import child_peaks, peak_step_bytes, step_times  # noqa: E402
 from labelreg_nlp.losses.learned import DEFAULT_RANK  # noqa: E402
 
 MIB = 2**20
@@ -70,17 +68,6 @@ def setup(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, list, l
         else:
             skipped.append(f"{name} full")
     return logits, target, variants, skipped
-
-
-def child_peaks(argv: list[str], count: int) -> list[int | None]:
-    """Peak memory of each variant's step, read in a fresh process. On Linux CPUs glibc is told
-    to map every allocation of 64 KiB or more on its own and unmap it when freed, so the resident
-    set follows the live tensors (its default reuses freed memory, which the peak would miss)."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run([sys.executable, __file__, *argv, "--peaks-only"], env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        return [None] * count
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
           f"rounds (forward + backward), torch {torch.__version__}\n")
     fns = [fn for _, fn in variants]
     times = step_times(fns, logits, target, args.repeats)
-    peaks = child_peaks(argv if argv is not None else sys.argv[1:], len(fns))
+    peaks = child_peaks(__file__, [*(argv if argv is not None else sys.argv[1:]), "--peaks-only"], len(fns))
     t_torch, t_ls = times[0], times[1]
     print("| variant | step ms | vs our LS | vs torch CE(label_smoothing) | step peak MiB |")
     print("|---|---|---|---|---|")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -63,3 +66,17 @@ def peak_step_bytes(fn: Callable[[Tensor, Tensor], Tensor], logits: Tensor, targ
         return (_status_kib("VmHWM") - before) * 1024
     except OSError:
         return None
+
+
+def child_peaks(script: str, argv: list[str], count: int) -> list[int | None]:
+    """Peak memory of each of ``count`` variants' steps, read in a fresh process: ``script`` run with
+    ``argv`` must print, as its last line, the JSON list of :func:`peak_step_bytes` readings. On
+    Linux CPUs glibc is told to map every allocation of 64 KiB or more on its own and unmap it when
+    freed, so the resident set follows the live tensors (its default reuses freed memory, which the
+    peak would miss). ``None`` for every variant when the child fails."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, script, *argv], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr[-2000:])
+        return [None] * count
+    return json.loads(out.stdout.strip().splitlines()[-1])
