@@ -41,10 +41,10 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def row_slices(n_rows: int, n_classes: int, fraction: int = 1) -> list[slice]:
+def row_slices(n_rows: int, n_classes: int, fraction: int = 1, min_rows: int = 1) -> list[slice]:
     """Slices of rows such that one float32 chunk of ``n_classes`` columns holds about
-    :data:`CHUNK_ELEMENTS` / ``fraction`` elements."""
-    step = max(1, CHUNK_ELEMENTS // fraction // max(1, n_classes))
+    :data:`CHUNK_ELEMENTS` / ``fraction`` elements, and at least ``min_rows`` rows."""
+    step = max(min_rows, 1, CHUNK_ELEMENTS // fraction // max(1, n_classes))
     return [slice(start, start + step) for start in range(0, n_rows, step)]
 
 
