@@ -93,10 +93,9 @@ class _FusedLinearFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_loss: Tensor, _g_logged: Tensor, _g_ncorrect: Tensor):  # type: ignore[override]
-        grads = ctx.grads
-        ctx.grads = None  # one backward: free them with the graph's first use
-        scale = None if bool(g_loss == 1) else g_loss  # mean/sum reductions pass 1/ntokens or 1
-        out = [None if g is None else (g if scale is None else g * scale.to(g.dtype)) for g in grads]
+        # a plain sum's backward passes 1: hand over the stored gradients without a copy
+        scale = None if bool(g_loss == 1) else g_loss
+        out = [None if g is None else (g if scale is None else g * scale.to(g.dtype)) for g in ctx.grads]
         return (out[0], out[1], out[2], None, None, None, *out[3:])
 
 

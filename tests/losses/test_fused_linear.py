@@ -215,3 +215,15 @@ def test_validate_args_off_skips_the_target_check_only():
         unchecked(hidden @ weight.T, bad)
     assert "is outside" not in str(caught.value)
     assert unchecked.method_loss.validate_args is False  # the fused path restores the module's setting
+
+
+def test_a_retained_graph_gives_the_same_gradient_at_every_backward():
+    hidden, weight, _, target = _inputs()
+    h, w = hidden.requires_grad_(), weight.requires_grad_()
+    out = TokenLoss("ls", 0.1).fused(h, w, target, num_items=1)  # a plain sum: the stored gradients, uncopied
+    out.backward(retain_graph=True)
+    first = (h.grad.clone(), w.grad.clone())
+    out.backward(retain_graph=True)
+    out.backward()
+    torch.testing.assert_close(h.grad, 3 * first[0])
+    torch.testing.assert_close(w.grad, 3 * first[1])
