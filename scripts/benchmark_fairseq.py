@@ -20,7 +20,6 @@ Example:  python scripts/benchmark_fairseq.py --repeats 2 --criteria builtin ls 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -52,17 +51,7 @@ def title(name: str) -> str:
 
 def epoch_summary(output: str) -> dict:
     """The last training epoch summary of a ``--log-format json`` run."""
-    rows = []
-    for line in output.splitlines():
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            row = json.loads(line[start:])
-        except json.JSONDecodeError:
-            continue
-        if "train_wps" in row and "epoch" in row and "train_wall" in row:
-            rows.append(row)
+    rows = T.epoch_summaries(output, "train")
     if not rows:
         raise RuntimeError("fairseq-train printed no epoch summary:\n" + output[-2000:])
     return rows[-1]

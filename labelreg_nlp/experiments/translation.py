@@ -90,6 +90,23 @@ def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lam
     return "".join(lines)
 
 
+def epoch_summaries(output: str, prefix: str = "train") -> list[dict]:
+    """The per-epoch summaries (``{prefix}_loss``, ``{prefix}_wps``, ``epoch``, ...) that a
+    ``fairseq-train --log-format json`` run printed, in order; ``prefix`` is ``train`` or ``valid``."""
+    rows = []
+    for line in output.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            row = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if f"{prefix}_loss" in row and "epoch" in row and f"{prefix}_wps" in row:
+            rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------- prepare
 @dataclass
 class PrepareOptions:

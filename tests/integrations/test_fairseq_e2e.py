@@ -1,6 +1,5 @@
 """Real fairseq-preprocess / fairseq-train / fairseq-generate with the criteria, on CPU."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 pytest.importorskip("fairseq")
 
 from labelreg_nlp.experiments.corpora import split_pairs, synthetic_pairs  # noqa: E402
+from labelreg_nlp.experiments.translation import epoch_summaries as epoch_stats  # noqa: E402
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -36,21 +36,6 @@ def fairseq(command, *args, cwd=None):
                          capture_output=True, text=True, cwd=cwd)
     assert out.returncode == 0, f"fairseq-{command} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout + out.stderr
-
-
-def epoch_stats(log: str, prefix: str = "train") -> list[dict]:
-    rows = []
-    for line in log.splitlines():
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            row = json.loads(line[start:])
-        except json.JSONDecodeError:
-            continue
-        if f"{prefix}_loss" in row and "epoch" in row and f"{prefix}_wps" in row:
-            rows.append(row)
-    return rows
 
 
 @pytest.fixture(scope="module")
