@@ -365,3 +365,9 @@ def test_fused_linear_falls_back_with_a_reason(tmp_path, caplog):
 
     assert OutputHead.of(gpt2) == (None, "GPT2LMHeadModel changes its logits after the output layer "
                                          "(final_logit_softcapping=30.0)")
+
+
+def test_validate_args_reaches_the_loss(tmp_path):
+    trainer = LabelRegTrainer(model=gpt2_lm(), args=training_args(tmp_path), method="maxsup", validate_args=False)
+    assert trainer.labelreg_loss.token_loss.method_loss.validate_args is False
+    assert LabelRegTrainer(model=gpt2_lm(), args=training_args(tmp_path)).labelreg_loss.token_loss.method_loss.validate_args
