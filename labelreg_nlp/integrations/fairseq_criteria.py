@@ -187,6 +187,13 @@ class TokenCriterion(FairseqCriterion):
         return True
 
 
+def unwrapped(model):
+    """The model inside DDP and fairseq's wrappers (which hold it as ``.module``)."""
+    while isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return model
+
+
 def log_softmax_of_output(model) -> bool:
     """Whether ``model.get_normalized_probs(net_output, log_probs=True)`` is known to be the plain
     ``log_softmax(net_output[0])``: neither the model (unwrapped from DDP) nor its decoder
@@ -194,8 +201,7 @@ def log_softmax_of_output(model) -> bool:
     from fairseq.models import BaseFairseqModel, FairseqDecoder
     from fairseq.models.transformer import TransformerModelBase
 
-    while isinstance(getattr(model, "module", None), torch.nn.Module):  # DDP and fairseq's wrappers
-        model = model.module
+    model = unwrapped(model)
     decoder = getattr(model, "decoder", None)
     if not isinstance(decoder, FairseqDecoder) or getattr(decoder, "adaptive_softmax", None) is not None:
         return False
@@ -214,8 +220,7 @@ def plain_output_projection(model) -> tuple[torch.nn.Linear | None, str]:
     (fairseq's transformer models and language models), else ``(None, why not)``."""
     from fairseq.models.transformer import TransformerDecoderBase
 
-    while isinstance(getattr(model, "module", None), torch.nn.Module):
-        model = model.module
+    model = unwrapped(model)
     decoder = getattr(model, "decoder", None)
     name = type(model).__name__
     if not log_softmax_of_output(model):
