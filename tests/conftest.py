@@ -4,3 +4,12 @@ import os
 # deliberately not set here: the end-to-end tests prove the plugin sets it for the user.)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+try:  # property-based tests: random examples on a developer's machine, a fixed sequence in CI
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+except ImportError:
+    pass

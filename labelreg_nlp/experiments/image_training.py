@@ -23,11 +23,16 @@ from ..integrations.vision import ClassificationLoss
 from ..losses.registry import METHODS, flat_options, get_method
 from ..metrics import ScoredPredictions, evaluate_confidence, save_logits
 from ..metrics.features import class_separation, linear_probe_accuracy, pca_2d
+from ..metrics.prediction_files import read_torch_file
 from .image_data import ImageData, load_image_data
 from .mixup import MixConfig, mix_batch
+from .run_dirs import RunManifest, check_outputs_apart, claim_run_dir, mark_run
 from .vision_models import MODELS, build_model
 
 CHECKPOINT = "checkpoint.pt"
+SCRIPT = "train_image_classifier"
+# options that change nothing in the trained model or its numbers: left out of the run manifest
+NOT_RESULT_OPTIONS = ("output_dir", "resume", "overwrite", "stop_after", "progress", "device", "plot_classes")
 
 
 @dataclass
@@ -57,8 +62,15 @@ class ImageRunConfig:
     plot_classes: int = 5
     device: str = "auto"
     resume: bool = False
+    overwrite: bool = False
     stop_after: int | None = None
     progress: bool = True
+
+    def manifest(self) -> RunManifest:
+        """The run manifest: every option that changes the result (not the folder, the device,
+        the progress bar, the figure or where to stop)."""
+        options = {k: v for k, v in asdict(self).items() if k not in NOT_RESULT_OPTIONS}
+        return RunManifest(SCRIPT, options)
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,10 +147,14 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)!r}")
     mix = MixConfig(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mix_prob)
+    if cfg.stop_after is not None and cfg.stop_after < 1:
+        raise ValueError(f"--stop-after must be >= 1, got {cfg.stop_after!r}")
     device = pick_device(cfg.device)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_image_data(cfg.data, cfg.data_dir)
+    data = load_image_data(cfg.data, cfg.data_dir)  # before claiming the folder: bad data leaves nothing behind
+    data_path = cfg.data.split(":", 1)[1] if ":" in cfg.data else cfg.data_dir
+    check_outputs_apart({"--output-dir": out}, {"--data": data_path})
+    claimed = claim_run_dir(out, cfg.manifest(), resume=cfg.resume, overwrite=cfg.overwrite)
     x_train, y_train, x_val, y_val = split_validation(data, cfg.val_fraction)
     if cfg.max_train is not None:
         x_train, y_train = x_train[:cfg.max_train], y_train[:cfg.max_train]
@@ -164,8 +180,8 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = out / CHECKPOINT
-    if cfg.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if claimed == "resume" and ckpt_path.exists():
+        state = read_checkpoint(ckpt_path, device)
         if state["config"]["method"] != cfg.method:
             raise ValueError(f"{ckpt_path} was saved by a run of method {state['config']['method']!r}, not {cfg.method!r}")
         model.load_state_dict(state["model"])
@@ -214,6 +230,7 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "epoch": epoch + 1, "history": json.dumps(history), "config": {"method": cfg.method}}, ckpt_path)
         if cfg.stop_after is not None and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
+            mark_run(out, "stopped")
             print(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
             return {"stopped_after": epoch + 1, "history": history}
     train_seconds = time.perf_counter() - started
@@ -244,6 +261,7 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
         "confidence": confidence.as_dict(), "figure": str(figure) if figure else None,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    mark_run(out, "finished")
     t = results["test"]
     print("\n| method | accuracy | NLL | ECE | AURC | R^2 | linear probe |")
     print("|---|---|---|---|---|---|---|")
@@ -251,6 +269,17 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
           f"| {t['r2']:.4f} | {t['linear_probe_accuracy']:.4f} |")
     print(f"results: {out / 'results.json'}")
     return results
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """The script's own ``checkpoint.pt``; anything else (truncated, another program's) is one
+    ``ValueError`` naming the file."""
+    state = read_torch_file(path, "an image-classifier checkpoint", map_location=device)
+    missing = [k for k in ("model", "criterion", "optimizer", "scheduler", "epoch", "history", "config")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a checkpoint of this script (no {', '.join(missing)})")
+    return state
 
 
 def plot_feature_projection(features: Tensor, labels: Tensor, classes: tuple[str, ...], n_classes: int,

@@ -56,6 +56,15 @@ def module_from_state(method: str, state: dict[str, Tensor]) -> MethodLoss:
     ``<method>.…``, as a fairseq criterion or a ``TokenLoss`` saves them)."""
     prefix = method + "."
     own = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    try:
+        return _build_from_state(method, own, state)
+    except (KeyError, RuntimeError, TypeError, AttributeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"the {method} state is incomplete or of another version ({type(error).__name__}: "
+                         f"{first[:160]})") from None
+
+
+def _build_from_state(method: str, own: dict[str, Tensor], state: dict[str, Tensor]) -> MethodLoss:
     spec = METHODS[method]
     if method == "ols":
         k, topk = (int(v) for v in own["shape_info"].tolist())
@@ -143,10 +152,12 @@ def load_learned_labels(path: str | os.PathLike, names: list[str] | None = None,
     file = path / STATE_FILE if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{path} holds no {STATE_FILE}: not a checkpoint of a learned-label method")
-    saved = torch.load(file, map_location="cpu", weights_only=False)
+    saved = _read_checkpoint(file)
     first = 0
     if "criterion" in saved:  # fairseq
         state = saved["criterion"] or {}
+        if not isinstance(state, dict):
+            raise ValueError(f"{file}: its criterion state is a {type(state).__name__}, not a state dict")
         method = _method_of(state)
         module = module_from_state(method, state)
         if dictionary is None and names is None:
@@ -155,6 +166,9 @@ def load_learned_labels(path: str | os.PathLike, names: list[str] | None = None,
             names = fairseq_dictionary(dictionary)
         first = len(FAIRSEQ_SPECIALS) if names and names[:4] == list(FAIRSEQ_SPECIALS) else 0
     else:  # Hugging Face: {"method", "progress", "state"}
+        if not isinstance(saved.get("state"), dict) or saved.get("method") not in METHODS:
+            raise ValueError(f"{file} is neither a fairseq checkpoint (no 'criterion') nor a {STATE_FILE} "
+                             f"(no 'method' and 'state'); it holds {', '.join(map(str, list(saved)[:6])) or 'nothing'}")
         method, state = saved["method"], saved["state"]
         module = module_from_state(method, state)
         if names is None:
@@ -163,6 +177,27 @@ def load_learned_labels(path: str | os.PathLike, names: list[str] | None = None,
     if names is not None and len(names) != k:
         raise ValueError(f"{len(names)} class names for a table of {k} classes")
     return LearnedLabels(method, module, list(names) if names else [str(i) for i in range(k)], first)
+
+
+def _read_checkpoint(file: Path) -> dict:
+    """A fairseq checkpoint or a ``labelreg_state.pt`` as a dict; any other file is one ``ValueError``.
+
+    fairseq checkpoints hold their configuration as Python objects, so this reads them as
+    fairseq-generate does (full unpickling): give it checkpoints you trust."""
+    import pickle
+    import zipfile
+
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            AttributeError, ImportError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise ValueError(f"{file} is not a checkpoint torch can read (truncated, or another kind of file: "
+                         f"{first[:160]})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{file} holds a {type(saved).__name__}, not a checkpoint (a dict with the criterion's "
+                         f"or the trainer's state)")
+    return saved
 
 
 def neighbour_table(labels: LearnedLabels, classes: list[int], top: int = 5) -> str:

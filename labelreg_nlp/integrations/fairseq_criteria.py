@@ -396,6 +396,20 @@ class MethodCriterion(TokenCriterion):
             self.method_loss.end_period()
             self.last_period_update.fill_(num_updates)
 
+    def load_state_dict(self, state_dict, strict: bool = True, *args, **kwargs):
+        """fairseq restores a checkpoint's criterion state here. A checkpoint of another
+        criterion (fairseq's own, one without parameters, whose state is ``None``, or another
+        method's) holds no state of this method: the model loads, this criterion starts its state
+        fresh and says so in one log line. A state of this method loads strictly (another size is
+        an error naming it)."""
+        prefix = self.method.name + "."
+        if not state_dict or not any(str(key).startswith(prefix) for key in state_dict):
+            found = "no criterion state" if not state_dict else f"state of another criterion ({', '.join(sorted(state_dict)[:3])})"
+            logger.info(f"{self.method.fairseq.criterion}: the checkpoint holds {found}; "
+                        f"starting the {self.method.name} state fresh (fine-tuning from another criterion)")
+            return torch.nn.modules.module._IncompatibleKeys([], [])
+        return super().load_state_dict(state_dict, strict, *args, **kwargs)
+
     def compute_parts(self, logits, target, keep_per_position):
         module = self.method_loss
         module.train(self.training)

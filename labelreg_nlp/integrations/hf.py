@@ -247,6 +247,8 @@ class LabelRegLoss:
 
     def load(self, directory: str | os.PathLike) -> None:
         path = os.path.join(directory, STATE_FILE)
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"checkpoint folder not found: {directory}")
         if not os.path.isfile(path):
             if not self.token_loss.state_dict():
                 return  # stateless methods rebuild their schedule position from the trainer state

@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..losses.parts import LossParts
+from ..losses.parts import LossParts, check_inputs
 from ..losses.token_loss import TokenLoss
 
 
@@ -63,6 +63,7 @@ class ClassificationLoss(TokenLoss):
 
     def parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
         """Summed terms over rows; soft targets when ``target`` is a float tensor shaped as the logits."""
+        check_inputs(logits, target)
         if not (target.is_floating_point() and target.dim() == logits.dim()):
             return super().parts(logits, target, keep_per_position)
         return self.prepared_method(logits).soft_parts(logits, target, keep_per_position)

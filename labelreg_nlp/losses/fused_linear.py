@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import compute_dtype
-from .parts import LossParts, Reduction, check_reduction, flatten_target
+from .parts import LossParts, Reduction, check_reduction, check_tensor, flatten_target
 
 #: elements of one chunk of logits (float32: 64 MiB) when ``chunk_rows`` is not given
 FUSED_CHUNK_ELEMENTS = 1 << 24
@@ -137,7 +137,12 @@ def fused_linear_parts(
         >>> torch.allclose(fused.loss, plain.loss), int(fused.ntokens)
         (True, 5)
     """
-    if not torch.is_tensor(hidden) or not hidden.is_floating_point() or hidden.dim() < 1:
+    check_tensor(hidden, "hidden")
+    check_tensor(weight, "weight")
+    check_tensor(target, "target")
+    if bias is not None:
+        check_tensor(bias, "bias")
+    if not hidden.is_floating_point() or hidden.dim() < 1:
         raise TypeError(f"hidden must be a floating-point tensor [..., d], got {getattr(hidden, 'dtype', type(hidden))}")
     if weight.dim() != 2 or weight.size(1) != hidden.size(-1):
         raise ValueError(f"weight must have shape [V, d] with d = hidden's last dimension {hidden.size(-1)}, "

@@ -24,7 +24,7 @@ from torch import Tensor
 from .base import MethodLoss
 from .learned_tables import FactoredTable, FullTable, RowTable
 from .logit_stats import compute_dtype, row_slices
-from .parts import LossParts, flatten_batch
+from .parts import LossParts, check_inputs, flatten_batch
 
 # The kernels keep about six chunk-sized float32 temporaries alive: chunks of a quarter of
 # logit_stats' size hold that to ~25 MiB whatever N is, up to 32k classes. Above, a chunk keeps
@@ -180,6 +180,8 @@ class LearnedTargetLoss(MethodLoss):
     @classmethod
     def check_alpha(cls, alpha: float) -> float:
         """``alpha`` as a float, or ``ValueError`` naming it outside (0, 1] (LLS) or (0, 1) (LS++)."""
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise TypeError(f"alpha must be a number, got {type(alpha).__name__} {alpha!r}")
         value = float(alpha)
         if not (0.0 < value < 1.0 or (cls.ALPHA_ONE and value == 1.0)):  # also rejects NaN
             interval = "(0, 1]" if cls.ALPHA_ONE else "(0, 1)"
@@ -192,6 +194,7 @@ class LearnedTargetLoss(MethodLoss):
 
     def terms(self, logits: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per position ``[N]``: the two terms (0 where ignored), then ``info`` [N_live, 4] and the mask."""
+        check_inputs(logits, target)
         flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this {self.NAME} table has "

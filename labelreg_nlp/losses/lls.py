@@ -28,6 +28,12 @@ from torch import Tensor
 from .learned import ChunkTerms, Kernel, LearnedTargetLoss, rowdot
 
 
+def _where_p(d: Tensor, p: Tensor) -> Tensor:
+    """``d`` with 0 where ``p`` is 0 and ``d`` infinite: a masked class (logit -inf) adds
+    ``p log(p / t) = 0`` to ``KL(p || t)``, not ``0 * inf = NaN``."""
+    return torch.where((p == 0) & torch.isinf(d), torch.zeros((), dtype=d.dtype, device=d.device), d)
+
+
 class LLSKernel(Kernel):
     """Forward term ``KL(t || p)`` and reverse term ``KL(p || t)`` per position."""
 
@@ -53,8 +59,8 @@ class LLSKernel(Kernel):
         entropy = -(rowdot(q, log_t) - math.log(alpha) * (1 - q_y) - q_y * log_t_y) - torch.xlogy(q_y, q_y)
         d = log_t.sub_(log_p)  # log t - log p
         forward = rowdot(t, d)
-        reverse = -rowdot(log_p.exp_(), d)
         q_d = rowdot(q, d)
+        reverse = -rowdot(log_p.exp_(), _where_p(d, log_p))
         saved = torch.stack([lse, lse_r, reverse, q_d], dim=1)
         return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, torch.stack([entropy, q.amax(-1)], dim=1))
 
@@ -66,12 +72,13 @@ class LLSKernel(Kernel):
         q, t, log_t = self._target(r, saved[:, 1], y, alpha)
         d = log_t.sub_(log_p)
         p = log_p.exp_()
+        d_p = _where_p(d, p)  # where it meets p: 0 at masked classes, as p log(p / t) -> 0
         p_y, q_y, t_y = p.gather(1, col), q.gather(1, col), t.gather(1, col)
         # w = alpha q p / t is p off the target; sum_k w_k = 1 - p_y + w_y
         w_y = alpha * q_y * p_y / t_y
         w_sum = 1 - p_y + w_y
         # grad_z = p (g_fwd - g_rev (d + KL(p||t))) - g_fwd t
-        grad_z = torch.add(d, saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p).sub_(t.mul_(g_fwd))
+        grad_z = torch.add(d_p, saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p).sub_(t.mul_(g_fwd))
         # grad_r = alpha g_fwd q (d - sum q d) - g_rev (w - q sum w)
         grad_r = d.sub_(saved[:, 3:4]).mul_(q).mul_(alpha * g_fwd)
         grad_r.addcmul_(q, g_rev * w_sum).addcmul_(p, -g_rev)

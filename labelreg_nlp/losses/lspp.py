@@ -39,6 +39,8 @@ class LSPPKernel(Kernel):
         q = log_q.exp()
         z_y = z.gather(1, col).squeeze(1)
         forward = lse - (1 - alpha) * z_y - alpha * rowdot(q, z)
+        # a masked target (z_y = -inf) costs +inf, as -log p_y; q_y z_y = 0 * -inf made it NaN
+        forward = torch.where(torch.isneginf(z_y) & torch.isfinite(lse), math.inf, forward)
         p = torch.sub(z, lse[:, None]).exp_()
         p_y = p.gather(1, col).squeeze(1)
         log_q.scatter_(1, col, 0.0)  # p_y log t_y is taken apart below

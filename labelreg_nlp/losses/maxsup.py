@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts, soft_gap_parts
+from .parts import LossParts, Reduction, check_alpha, check_inputs, check_reduction, gap_parts, soft_gap_parts
 
 
 def maxsup_parts(
@@ -114,6 +114,7 @@ def _any_target_parts(logits: Tensor, target: Tensor, alpha: float, ignore_index
                       keep_per_position: bool, validate_args: bool = True) -> LossParts:
     """:func:`soft_target_parts` for float targets with the logits' rank (``[..., K]``),
     :func:`maxsup_parts` otherwise (which refuses float class indices)."""
+    check_inputs(logits, target)
     if target.is_floating_point() and target.dim() == logits.dim():
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer targets only, not soft targets")

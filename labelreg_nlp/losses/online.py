@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import LogitStats, logit_stats
-from .parts import LossParts, check_alpha, check_soft_target, flatten_batch
+from .parts import LossParts, check_alpha, check_inputs, check_soft_target, flatten_batch, weighted_logits
 
 Init = Literal["uniform", "ls", "zeros"]
 INITS: tuple[str, ...] = ("uniform", "ls", "zeros")
@@ -199,6 +199,7 @@ class OnlineLabelSmoothing(MethodLoss):
         """:class:`~labelreg_nlp.losses.parts.LossParts` with ``nll`` = summed CE(onehot),
         ``penalty`` = summed CE(S[y]) and ``loss = hard_weight * nll + soft_weight * penalty``.
         Accumulates when ``self.training``."""
+        check_inputs(logits, target)
         flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
@@ -235,8 +236,8 @@ class OnlineLabelSmoothing(MethodLoss):
         z = flat_logits.to(dtype)
         flat_t = flat_t.to(dtype)
         mixed = flat_t @ self.soft_labels().to(device=z.device, dtype=dtype)  # [N, K]
-        nll = flat_t.sum(-1) * stats.lse - (flat_t * z).sum(-1)
-        soft_ce = mixed.sum(-1) * stats.lse - (mixed * z).sum(-1)
+        nll = flat_t.sum(-1) * stats.lse - weighted_logits(flat_t, z).sum(-1)
+        soft_ce = mixed.sum(-1) * stats.lse - weighted_logits(mixed, z).sum(-1)
         per_position = self.hard_weight * nll + self.soft_weight * soft_ce
         correct = stats.argmax == hard
         if self.training:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .logit_stats import LogitStats, row_slices
 from .online import OnlineLabelSmoothing
+from .parts import weighted_logits
 
 
 class DenseOnlineLabelSmoothing(OnlineLabelSmoothing):
@@ -40,7 +41,7 @@ class DenseOnlineLabelSmoothing(OnlineLabelSmoothing):
     def _soft_ce(self, logits: Tensor, target: Tensor, stats: LogitStats) -> Tensor:
         dtype = stats.lse.dtype
         rows = self.soft.to(dtype)[target]  # [N, K]
-        return rows.sum(-1) * stats.lse - (rows * logits.to(dtype)).sum(-1)
+        return rows.sum(-1) * stats.lse - weighted_logits(rows, logits.to(dtype)).sum(-1)
 
     def _accumulate_rows(self, logits: Tensor, rows: Tensor, y: Tensor, lse: Tensor, stats: LogitStats) -> None:
         for sl in row_slices(rows.numel(), self.num_classes):

@@ -16,12 +16,15 @@ Memory (every buffer): ``K (k + 2k) (4 + 4) + 12 K`` bytes with int32 indices, 1
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from .logit_stats import LogitStats
 from .online import OnlineLabelSmoothing
+from .parts import weighted_logits
 
 
 class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
@@ -78,7 +81,12 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         u = self._tail_share(target).to(dtype)
         mass = val.sum(-1) + u * (k - kk)
         z_top = stats.z_extra  # logits at soft_idx[target], gathered inside the fused function
-        return mass * stats.lse - ((val - u[:, None]) * z_top).sum(-1) - u * k * stats.z_mean
+        # products with a zero weight are 0, not NaN, at masked (-inf) classes
+        ce = mass * stats.lse - weighted_logits(val - u[:, None], z_top).sum(-1) - weighted_logits(u * k, stats.z_mean)
+        # Every term S_k (lse - z_k) is >= 0 when lse is finite, so a NaN there is the top-k/tail
+        # split meeting a masked class twice (-inf + inf): a class with mass at a masked logit, +inf.
+        # (Exact unless the masked class sits in the top-k with zero mass while the tail has some.)
+        return torch.where(torch.isnan(ce) & torch.isfinite(stats.lse), math.inf, ce)
 
     def _accumulate_rows(self, logits: Tensor, rows: Tensor, y: Tensor, lse: Tensor, stats: LogitStats) -> None:
         # the top-k logits are the top-k of the softmax: exponentiate only those entries

@@ -7,6 +7,7 @@ Smoothing, ``hard_weight * nll + soft_weight * penalty``) and returns the sums a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,10 +82,41 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
         ...
         ValueError: --maxsup-alpha must be in [0, 1], got 1.5
     """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) and not (
+            torch.is_tensor(alpha) and alpha.numel() == 1 and not alpha.requires_grad):
+        if type(alpha).__module__ == "numpy" and getattr(alpha, "size", 2) == 1:
+            alpha = alpha.item()
+        else:
+            raise TypeError(f"{name} must be a number in [0, 1], got {type(alpha).__name__} {alpha!r}")
     value = float(alpha)
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise ValueError(f"{name} must be in [0, 1], got {alpha!r}")
     return value
+
+
+def check_inputs(logits: object, target: object) -> None:
+    """:func:`check_tensor` of both arguments of a loss, before anything reads them."""
+    check_tensor(logits, "logits")
+    check_tensor(target, "target")
+
+
+def check_tensor(value: object, name: str) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is a ``torch.Tensor``; a numpy array is
+    told how to convert.
+
+    Example:
+        >>> import numpy as np
+        >>> check_tensor(np.zeros(3), "logits")
+        Traceback (most recent call last):
+        ...
+        TypeError: logits must be a torch.Tensor, got numpy.ndarray (convert it with torch.from_numpy)
+    """
+    if torch.is_tensor(value):
+        return
+    kind = type(value)
+    hint = " (convert it with torch.from_numpy)" if kind.__module__ == "numpy" else ""
+    qualified = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    raise TypeError(f"{name} must be a torch.Tensor, got {qualified}{hint}")
 
 
 def check_reduction(reduction: str) -> None:
@@ -103,8 +135,9 @@ def flatten_batch(logits: Tensor, target: Tensor, ignore_index: int | None,
     device-to-host sync per call); a target outside ``[0, K)`` then fails inside torch (an index
     error on CPU, a device-side assert on CUDA) instead of with a message naming it.
     """
-    if not torch.is_tensor(logits) or not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}")
+    check_tensor(logits, "logits")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.dim() < 1 or logits.size(-1) < 1:
         raise ValueError(f"logits must have shape [..., K] with K >= 1, got {tuple(logits.shape)}")
     k = logits.size(-1)
@@ -117,6 +150,9 @@ def flatten_target(target: Tensor, inputs: Tensor, ignore_index: int | None, val
     """Safe targets ``[N]`` (ignored -> 0) and the mask ``[N]`` of integer ``target``, which must
     have the shape of ``inputs [..., D]`` without its last dimension (``name`` names ``inputs`` in
     the error), with classes in ``[0, k)`` (``k`` defaults to D); errors as :func:`flatten_batch`."""
+    check_tensor(target, "target")
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__} {ignore_index!r}")
     if target.is_floating_point() or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     if tuple(target.shape) != tuple(inputs.shape[:-1]):
@@ -155,7 +191,9 @@ def gap_parts(
     nll = torch.where(mask, stats.lse - stats.z_target, zero)
     z_peak = stats.z_target if peak == "target" else stats.z_max
     penalty = torch.where(mask, z_peak - stats.z_mean, zero)
-    per_position = nll + coef * penalty
+    # coef 0 (no smoothing): exactly the cross-entropy, also when a masked (-inf) class makes the penalty inf
+    per_position = nll + coef * penalty if coef else nll
+    per_position = _masked_target_is_inf(per_position, stats.z_target, stats.lse, mask)
     return LossParts(
         loss=per_position.sum(),
         nll=nll.sum(),
@@ -174,8 +212,10 @@ def check_soft_target(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     Raises ``ValueError`` naming the problem: a shape other than the logits', a negative, NaN or
     infinite weight.
     """
-    if not torch.is_tensor(logits) or not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}")
+    check_tensor(logits, "logits")
+    check_tensor(target, "target")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
     if tuple(target.shape) != tuple(logits.shape):
         raise ValueError(
             f"soft target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}"
@@ -185,6 +225,22 @@ def check_soft_target(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"soft targets must be finite and non-negative, got {float(bad)!r}")
     k = logits.size(-1)
     return logits.reshape(-1, k), target.reshape(-1, k)
+
+
+def _masked_target_is_inf(per_position: Tensor, z_target: Tensor, lse: Tensor, mask: Tensor | None = None) -> Tensor:
+    """+inf where the target class is masked (its logit -inf, the row's other logits finite): the
+    target term ``-log p_y`` is +inf and every other term is >= 0, as torch's ``cross_entropy``
+    (with or without ``label_smoothing``) gives; ``z_y - mean z`` alone would make it ``-inf + inf = NaN``."""
+    hit = torch.isneginf(z_target) & torch.isfinite(lse)
+    if mask is not None:
+        hit &= mask
+    return torch.where(hit, torch.full((), math.inf, dtype=per_position.dtype, device=per_position.device), per_position)
+
+
+def weighted_logits(weight: Tensor, logits: Tensor) -> Tensor:
+    """``weight * logits`` with 0 wherever the weight is 0: a masked class (logit -inf) that a
+    soft target leaves out costs nothing (``0 log 0 = 0``), instead of NaN."""
+    return torch.where(weight == 0, torch.zeros((), dtype=logits.dtype, device=logits.device), weight * logits)
 
 
 def soft_gap_parts(
@@ -204,10 +260,11 @@ def soft_gap_parts(
     stats = logit_stats(flat_logits, hard)
     flat_t = flat_t.to(stats.lse.dtype)
     # sum_k t_k (lse - z_k); the t . z term is linear, so autograd over it is cheap.
-    z_t = (flat_t * flat_logits.to(stats.lse.dtype)).sum(-1)
+    z_t = weighted_logits(flat_t, flat_logits.to(stats.lse.dtype)).sum(-1)
     nll = flat_t.sum(-1) * stats.lse - z_t
     penalty = (z_t if peak == "target" else stats.z_max) - stats.z_mean
-    per_position = nll + coef * penalty
+    per_position = nll + coef * penalty if coef else nll
+    per_position = _masked_target_is_inf(per_position, z_t, stats.lse)
     shape = target.shape[:-1]
     return LossParts(
         loss=per_position.sum(),

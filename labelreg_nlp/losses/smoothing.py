@@ -18,7 +18,7 @@ from typing import Literal
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .parts import LossParts, Reduction, check_alpha, check_reduction, gap_parts, soft_gap_parts
+from .parts import LossParts, Reduction, check_alpha, check_inputs, check_reduction, gap_parts, soft_gap_parts
 
 Convention = Literal["uniform", "fairseq"]
 CONVENTIONS: tuple[str, ...] = ("uniform", "fairseq")
@@ -80,6 +80,7 @@ def label_smoothing_parts(
         >>> round(float(parts.nll), 4), float(parts.penalty)
         (0.4076, 1.0)
     """
+    check_inputs(logits, target)
     coef = smoothing_coefficient(alpha, logits.size(-1), convention)
     return gap_parts(logits, target, ignore_index, coef, "target", keep_per_position, validate_args)
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .base import MethodLoss, ScheduledAlphaLoss
 from .fused_linear import fused_linear_parts
-from .parts import LossParts, check_alpha
+from .parts import LossParts, check_alpha, check_inputs
 from .registry import ALPHA, METHODS, check_choices, flat_options, get_method
 
 
@@ -144,6 +144,7 @@ class TokenLoss(nn.Module):
         Stateful methods accumulate only when this module is in training mode and autograd is on,
         so evaluation (no_grad) never changes their state.
         """
+        check_inputs(logits, target)
         return self.prepared_method(logits).parts(logits, target, self.ignore_index, keep_per_position)
 
     def prepared_method(self, logits: Tensor | None = None, num_classes: int | None = None) -> MethodLoss:

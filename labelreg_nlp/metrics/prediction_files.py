@@ -12,7 +12,10 @@ Two layouts, told apart by their keys:
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -72,18 +75,88 @@ def save_logits(path: str | Path, logits: Tensor, labels: Tensor) -> Path:
     return save_arrays(path, {"logits": logits.float(), "labels": labels.long()})
 
 
+def read_torch_file(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure as one ``ValueError`` naming the
+    file and what was expected: a missing file, a truncated or foreign one, one that needs
+    unsafe unpickling. Never falls back to loading unsafely.
+
+    Args:
+        path: the file.
+        what: what it should be, for the message (``"a prediction file"``).
+        map_location: as ``torch.load``'s.
+
+    Returns:
+        What ``torch.load`` returns.
+
+    Example:
+        >>> import tempfile
+        >>> bad = Path(tempfile.mkdtemp()) / "x.pt"
+        >>> _ = bad.write_bytes(b"not a checkpoint")
+        >>> read_torch_file(bad, "a checkpoint")
+        Traceback (most recent call last):
+        ...
+        ValueError: .../x.pt is not a checkpoint: torch cannot read it (a truncated or foreign file: ...)
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not {what}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        lines = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "") if lines else "not plain tensors"
+        raise ValueError(f"{path} is not {what}: it holds objects that only unsafe unpickling could load "
+                         f"({first[:160]})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, AttributeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise ValueError(f"{path} is not {what}: torch cannot read it (a truncated or foreign file: "
+                         f"{first[:160]})") from None
+
+
 def load_arrays(path: str | Path) -> dict[str, Tensor]:
-    """Read a file written by :func:`save_arrays` back as tensors."""
+    """Read a file written by :func:`save_arrays` back as tensors.
+
+    Every failure is one error naming the file: ``FileNotFoundError`` for a missing file,
+    ``ValueError`` for a truncated, foreign or pickled one (never loaded unsafely).
+
+    Args:
+        path: a ``.npz`` or ``.pt`` file.
+
+    Returns:
+        name -> tensor.
+    """
     path = Path(path)
     _check_suffix(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a prediction file")
     if not path.is_file():
         raise FileNotFoundError(f"no prediction file {str(path)!r}")
     if path.suffix == ".pt":
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = read_torch_file(path, "a prediction file (.pt of named tensors)")
         if not isinstance(loaded, dict):
             raise ValueError(f"{str(path)!r} holds a {type(loaded).__name__}, not a dict of named tensors")
-        return {str(k): torch.as_tensor(v) for k, v in loaded.items()}
+        try:
+            return {str(k): torch.as_tensor(v) for k, v in loaded.items()}
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"{path}: an entry is not an array ({error})") from None
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as data:
-        return {name: torch.from_numpy(data[name].copy()) for name in data.files}
+    with path.open("rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            raise ValueError(f"{path} is not a .npz archive (no zip header: another format, or an empty file)")
+    try:
+        data = np.load(path, allow_pickle=False)
+        try:
+            return {name: torch.from_numpy(data[name].copy()) for name in data.files}
+        finally:
+            data.close()
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise ValueError(f"{path} is not a prediction file: it holds Python objects (arrays of dtype object), "
+                             "which are not read") from None
+        raise ValueError(f"{path} is not a readable .npz: {str(error).splitlines()[0][:160]}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path} is not a readable .npz (truncated or damaged: {first[:160]})") from None

@@ -284,3 +284,30 @@ def test_no_validate_args_reaches_the_method():
     task, _, _ = build()
     assert MaxSupCrossEntropyCriterion(task, False, no_validate_args=True).method_loss.validate_args is False
     assert MaxSupCrossEntropyCriterion(task, False).method_loss.validate_args is True
+
+
+def test_a_checkpoint_of_another_criterion_starts_the_state_fresh(caplog):
+    """fairseq hands the criterion ``state["criterion"]``: None (a criterion without parameters),
+    another method's state, or its own. Only its own is loaded; a wrong size is still an error."""
+    import logging
+
+    from labelreg_nlp.integrations.fairseq_criteria import CRITERIA
+
+    task, _model, _sample = build()
+    for name in ("ols_cross_entropy", "lspp_cross_entropy", "lls_cross_entropy"):
+        criterion = CRITERIA[name](task, False)
+        before = {k: v.clone() for k, v in criterion.state_dict().items()}
+        with caplog.at_level(logging.INFO):
+            criterion.load_state_dict(None, strict=True)
+            other = "lls_cross_entropy" if name != "lls_cross_entropy" else "lspp_cross_entropy"
+            criterion.load_state_dict(CRITERIA[other](task, False).state_dict(), strict=True)
+        assert caplog.text.count(f"starting the {criterion.method.name} state fresh") == 2
+        caplog.clear()
+        for key, value in criterion.state_dict().items():
+            assert torch.equal(value, before[key]), key
+        own = {k: v + 1 if v.is_floating_point() and "shape_info" not in k else v for k, v in before.items()}
+        criterion.load_state_dict(own, strict=True)
+        assert all(torch.equal(criterion.state_dict()[k], v) for k, v in own.items())
+        wrong = {k: torch.cat([v, v]) if v.dim() and "shape_info" not in k else v for k, v in before.items()}
+        with pytest.raises((RuntimeError, ValueError), match="size mismatch|was saved"):
+            criterion.load_state_dict(wrong, strict=True)

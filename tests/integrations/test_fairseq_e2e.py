@@ -246,3 +246,34 @@ def test_fused_output_layer_trains_like_the_plain_criterion(data_bin, tmp_path):
         for a, b in zip(plain, fused):
             for key in (f"{prefix}_loss", f"{prefix}_nll_loss", f"{prefix}_maxsup", f"{prefix}_accuracy"):
                 assert float(b[key]) == pytest.approx(float(a[key]), abs=0.0025), key
+
+
+def test_fine_tuning_from_another_criterions_checkpoint(data_bin, tmp_path):
+    """A label_smoothed_cross_entropy checkpoint (criterion state None) restores into ols, lspp and
+    lls: with --restore-file and every --reset-* flag, and in the same --save-dir with
+    --reset-optimizer. The model loads (the first fine-tuning epoch starts where pre-training
+    ended, far below a fresh model), the criterion starts fresh with one log line."""
+    import shutil
+
+    import torch
+
+    base = [data_bin, "--user-dir", REPO / "criterions", *TINY_MODEL, *TRAIN]
+    pre = epoch_stats(fairseq("train", *base, "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+                              "--max-epoch", "2", "--save-dir", tmp_path / "pre"))
+    assert torch.load(tmp_path / "pre" / "checkpoint_last.pt", weights_only=False)["criterion"] is None
+    resets = ["--reset-optimizer", "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler"]
+    for name, criterion in {"ols": ["--criterion", "ols_cross_entropy"], **LEARNED}.items():
+        log = fairseq("train", *base, *criterion, "--restore-file", tmp_path / "pre" / "checkpoint_last.pt", *resets,
+                      "--max-epoch", "1", "--save-dir", tmp_path / name)
+        assert f"starting the {name} state fresh" in log and "Cannot load model parameters" not in log
+        tuned = epoch_stats(log)
+        assert [r["epoch"] for r in tuned] == [1]
+        # from the pre-trained model: its first epoch is already better than pre-training's first
+        assert float(tuned[0]["train_nll_loss"]) < float(pre[0]["train_nll_loss"]) - 0.5, (name, tuned, pre)
+        state = torch.load(tmp_path / name / "checkpoint_last.pt", weights_only=False)["criterion"]
+        assert any(key.startswith(name + ".") for key in state)
+    same = tmp_path / "same"
+    shutil.copytree(tmp_path / "pre", same)
+    log = fairseq("train", *base, "--criterion", "ols_cross_entropy", "--reset-optimizer", "--max-epoch", "3",
+                  "--save-dir", same)
+    assert "starting the ols state fresh" in log and [r["epoch"] for r in epoch_stats(log)] == [3]
