@@ -110,8 +110,7 @@ def label_ids(splits: dict[str, list[dict]]) -> list[str]:
             ex["text"] = "" if ex["text"] is None else str(ex["text"])
     for split, rows in splits.items():
         for i, ex in enumerate(rows):
-            if ex["label"] is None or (isinstance(ex["label"], str) and not ex["label"].strip()):
-                raise DataError(f"{split} example {i} has an empty label")
+            ex["label"] = _one_label(ex["label"], split, i)
     values = {ex["label"] for rows in splits.values() for ex in rows}
     if all(isinstance(v, int) or (isinstance(v, str) and v.lstrip("-").isdigit()) for v in values):
         ids = {v: int(v) for v in values}
@@ -132,6 +131,25 @@ def label_ids(splits: dict[str, list[dict]]) -> list[str]:
         for ex in rows:
             ex["label"] = ids[ex["label"]]
     return names
+
+
+def _one_label(value: object, split: str, i: int) -> int | str:
+    """A label cell as the user sees it: whitespace stripped, 3.0 read as 3; a list (multi-label
+    rows), an object or an empty cell is an error naming the example."""
+    if isinstance(value, str):
+        value = value.strip()
+    if value is None or value == "":
+        raise DataError(f"{split} example {i} has an empty label")
+    if isinstance(value, (list, tuple, dict)):
+        raise DataError(f"{split} example {i} has the label {value!r}: multi-label rows are not supported "
+                        "(one class per example)")
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise DataError(f"{split} example {i} has the label {value!r}: class labels are integers or names")
+        return int(value)
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 """Train a small image classifier (plain PyTorch) with a label-regularization method and report
 test accuracy, NLL, ECE, AURC (MSP and pNorm), the class separation R^2 of the penultimate
 features and a linear-probe accuracy on them. Saves, under --output-dir: results.json,
-predictions/{validation,test}.npz (for `labelreg-nlp evaluate`), features_pca.png and a
-checkpoint that --resume continues from.
+predictions/{validation,test}.npz (for `labelreg-nlp evaluate`), features_pca.png, a
+checkpoint that --resume continues from, and run.json: every option that changes the result. A
+folder that holds a run is refused unless --resume (the same options) or --overwrite.
 
 Data: Fashion-MNIST from Debian's dataset-fashion-mnist package (`make fashion-mnist`), or
 --data-dir with its four IDX files; `digits` (scikit-learn's, small); npz:PATH; folder:PATH.
@@ -57,7 +58,12 @@ def parse_args(argv: list[str] | None = None) -> ImageRunConfig:
     add_method_arguments(parser)
     run = parser.add_argument_group("output")
     run.add_argument("--output-dir", default=d.output_dir, help=f"default: {d.output_dir}")
-    run.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt when it exists")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in OUTPUT_DIR from its checkpoint (every option that changes the result "
+                          "must equal the run's, as OUTPUT_DIR/run.json records them); starts a new run where there is none")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the run in OUTPUT_DIR and start anew (without --resume or --overwrite, a folder "
+                          "that holds a run is refused)")
     run.add_argument("--stop-after", type=int, default=None,
                      help="stop after this epoch, as an interrupted run would (for time-limited jobs; then --resume)")
     run.add_argument("--probe-examples", type=int, default=d.probe_examples,
@@ -72,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> ImageRunConfig:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         val_fraction=args.val_fraction, mixup=args.mixup, cutmix=args.cutmix, mix_prob=args.mix_prob,
         max_train=args.max_train, probe_examples=args.probe_examples, plot_classes=args.plot_classes,
-        device=args.device, resume=args.resume, stop_after=args.stop_after, progress=not args.no_progress,
+        device=args.device, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after,
+        progress=not args.no_progress,
     )
 
 

@@ -100,20 +100,42 @@ def load_digits_data(test_fraction: float = 0.25, seed: int = 0) -> ImageData:
 
 def load_npz(path: str | Path) -> ImageData:
     """Arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` from an ``.npz`` (optional ``classes``)."""
-    with np.load(path, allow_pickle=False) as f:
-        needed = ("x_train", "y_train", "x_test", "y_test")
-        missing = [k for k in needed if k not in f]
-        if missing:
-            raise ValueError(f"{path} lacks the arrays {missing} (it has {sorted(f.files)})")
-        arrays = {k: f[k] for k in needed}
-        classes = tuple(str(c) for c in f["classes"]) if "classes" in f else None
+    from ..metrics.prediction_files import read_npz
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"npz:PATH: no file {str(path)!r}")
+    arrays = read_npz(path)
+    needed = ("x_train", "y_train", "x_test", "y_test")
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {missing} (it has {sorted(arrays)})")
+    classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else None
+    for key in ("y_train", "y_test"):
+        y = arrays[key]
+        if y.ndim != 1 or y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+            raise ValueError(f"{path}: {key} must be a 1-d array of integer class indices, got shape "
+                             f"{y.shape} dtype {y.dtype} (one-hot or multi-label arrays: give argmax)")
+    if not len(arrays["y_train"]) or not len(arrays["y_test"]):
+        raise ValueError(f"{path}: y_train and y_test must not be empty")
     n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     return _from_arrays(arrays, classes or tuple(str(i) for i in range(n_classes)), Path(path).stem)
 
 
+def _read_image(file: Path) -> np.ndarray:
+    """One image as a viewer shows it: grey stays ``[H, W]``, anything else (palette, RGBA,
+    CMYK, 16-bit) becomes RGB ``[H, W, 3]``; an unreadable file is an error naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            image.load()
+            return np.asarray(image if image.mode == "L" else image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"{file}: not a readable image ({error})") from None
+
+
 def load_folder(path: str | Path) -> ImageData:
     """``PATH/train/<class>/<image>`` and ``PATH/test/<class>/<image>``; classes sorted by name."""
-    from PIL import Image
 
     root = Path(path)
     for split in ("train", "test"):
@@ -128,8 +150,12 @@ def load_folder(path: str | Path) -> ImageData:
         for label, name in enumerate(classes):
             for file in sorted((root / split / name).glob("*")):
                 if file.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
-                    images.append(np.asarray(Image.open(file)))
+                    images.append(_read_image(file))
                     labels.append(label)
+        if not images:
+            raise ValueError(f"{root / split} holds no images (.png, .jpg, .jpeg, .bmp, .gif) in its class folders")
+        if any(im.ndim == 3 for im in images):  # some colour: every image as RGB, as a viewer shows them
+            images = [np.repeat(im[..., None], 3, axis=-1) if im.ndim == 2 else im for im in images]
         shapes = {im.shape for im in images}
         if len(shapes) != 1:
             raise ValueError(f"images under {root / split} have different shapes {sorted(shapes)}; resize them first")
@@ -137,20 +163,37 @@ def load_folder(path: str | Path) -> ImageData:
     return _from_arrays(arrays, classes, root.name)
 
 
-def _as_nchw(x: np.ndarray) -> Tensor:
+MAX_CHANNELS = 4
+
+
+def _as_nchw(x: np.ndarray, name: str = "images") -> Tensor:
+    """``[N, H, W]``, ``[N, C, H, W]`` or ``[N, H, W, C]`` (C from 1 to 4) as float ``[N, C, H, W]``.
+
+    The channel axis is the small one (at most 4) of axes 1 and 3; a shape where both or neither
+    are small is refused, naming it, rather than read along the wrong axis."""
+    if x.dtype.kind not in "uif" and x.dtype != np.bool_:
+        raise ValueError(f"{name}: images must be numbers, got dtype {x.dtype}")
     t = torch.from_numpy(np.array(x, copy=True))
     if t.dim() == 3:
         t = t[:, None]
-    elif t.dim() == 4 and t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
-        t = t.permute(0, 3, 1, 2)
-    if t.dim() != 4:
-        raise ValueError(f"images must be [N, H, W], [N, C, H, W] or [N, H, W, C], got shape {tuple(x.shape)}")
-    scale = 255.0 if x.dtype == np.uint8 or float(t.max()) > 1.0 else 1.0
-    return t.float().div_(scale).contiguous()
+    elif t.dim() == 4:
+        first, last = t.shape[1] <= MAX_CHANNELS, t.shape[-1] <= MAX_CHANNELS
+        if last and not first:
+            t = t.permute(0, 3, 1, 2)
+        elif first == last:
+            raise ValueError(f"{name}: cannot tell the channel axis of shape {tuple(x.shape)}: give [N, C, H, W] or "
+                             f"[N, H, W, C] with 1 to {MAX_CHANNELS} channels and images larger than that")
+    else:
+        raise ValueError(f"{name}: images must be [N, H, W], [N, C, H, W] or [N, H, W, C], got shape {tuple(x.shape)}")
+    t = t.float()
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: images hold NaN or inf values")
+    scale = 255.0 if x.dtype == np.uint8 or (t.numel() and float(t.max()) > 1.0) else 1.0
+    return t.div_(scale).contiguous()
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], classes: tuple[str, ...], name: str) -> ImageData:
-    x_train, x_test = _as_nchw(arrays["x_train"]), _as_nchw(arrays["x_test"])
+    x_train, x_test = _as_nchw(arrays["x_train"], f"{name} x_train"), _as_nchw(arrays["x_test"], f"{name} x_test")
     y_train, y_test = (torch.from_numpy(np.asarray(arrays[k]).astype(np.int64)) for k in ("y_train", "y_test"))
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if len(x) != len(y):

@@ -7,6 +7,7 @@ scripts can print them as they are.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -20,27 +21,85 @@ class DataError(ValueError):
 
 def read_records(path: str | Path) -> list[dict]:
     """Rows of a .csv/.tsv (header line), .jsonl (one object per line) or .json (a list of
-    objects, or ``{"data": [...]}``) file."""
+    objects, or ``{"data": [...]}``) file, read as a spreadsheet shows them.
+
+    CSV as spreadsheets export it: a byte-order mark is dropped, the delimiter (``,`` ``;``
+    tab ``|``) is detected from the header, and a row with more or fewer cells than the header
+    is an error naming its line (rather than a shifted column). JSON Lines: every line must be
+    an object; an error names the line.
+
+    Args:
+        path: the file.
+
+    Returns:
+        One dict per row.
+
+    Raises:
+        DataError: one line naming the file (and line) and what is wrong.
+    """
     file = Path(path)
+    if file.is_dir():
+        raise DataError(f"{path} is a folder, not a data file")
     if not file.is_file():
         raise DataError(f"data file not found: {path}")
     suffix = file.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(SUFFIXES)})")
-    with file.open(encoding="utf-8", newline="") as handle:
-        try:
-            if suffix in (".csv", ".tsv"):
-                return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
-            if suffix == ".jsonl":
-                return [json.loads(line) for line in handle if line.strip()]
-            data = json.load(handle)
-        except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as error:
-            raise DataError(f"{path}: cannot parse: {error}") from None
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    if suffix in (".csv", ".tsv"):
+        return _read_delimited(text, path, "\t" if suffix == ".tsv" else None)
+    if suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: not JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+            rows.append(row)
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: cannot parse: {error}") from None
     if isinstance(data, dict) and "data" in data:
         data = data["data"]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise DataError(f"{path}: expected a JSON list of objects (or {{'data': [...]}})")
     return data
+
+
+def _read_delimited(text: str, path: str | Path, delimiter: str | None) -> list[dict]:
+    lines = text.splitlines()
+    if delimiter is None:  # as spreadsheets export: the header's most frequent of , ; tab |
+        header = next((line for line in lines if line.strip()), "")
+        counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+        delimiter = max(counts, key=counts.get) if max(counts.values()) else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        rows = [row for row in reader]
+    except csv.Error as error:
+        raise DataError(f"{path}: cannot parse: {error}") from None
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    if not rows:
+        return []
+    header = [name.strip() for name in rows[0]]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise DataError(f"{path}: the header names column {duplicated[0]!r} twice")
+    out = []
+    for number, row in enumerate(rows[1:], 2):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {number} has {len(row)} cells, the header {len(header)} "
+                            f"({delimiter!r}-separated; quote cells that hold the delimiter)")
+        out.append(dict(zip(header, row)))
+    return out
 
 
 def select_columns(rows: list[dict], columns: dict[str, str], where: str) -> list[dict]:

@@ -109,7 +109,7 @@ def read_torch_file(path: str | Path, what: str, map_location: str | torch.devic
         first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "") if lines else "not plain tensors"
         raise ValueError(f"{path} is not {what}: it holds objects that only unsafe unpickling could load "
                          f"({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, AttributeError) as error:
+    except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a foreign file; each is one line
         first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise ValueError(f"{path} is not {what}: torch cannot read it (a truncated or foreign file: "
                          f"{first[:160]})") from None
@@ -141,21 +141,41 @@ def load_arrays(path: str | Path) -> dict[str, Tensor]:
             return {str(k): torch.as_tensor(v) for k, v in loaded.items()}
         except (TypeError, ValueError, RuntimeError) as error:
             raise ValueError(f"{path}: an entry is not an array ({error})") from None
+    arrays = read_npz(path)
+    try:
+        return {name: torch.from_numpy(value) for name, value in arrays.items()}
+    except TypeError as error:
+        raise ValueError(f"{path}: an array is not numeric ({error})") from None
+
+
+def read_npz(path: str | Path) -> dict[str, Any]:
+    """The named numpy arrays of an ``.npz`` file; every failure is one ``ValueError`` naming the
+    file: not a zip archive, truncated, a single ``.npy`` array, arrays of Python objects (never
+    unpickled).
+
+    Args:
+        path: the file.
+
+    Returns:
+        name -> ``numpy.ndarray`` (copies; the file is closed).
+    """
     import numpy as np
 
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {str(path)!r}")
     with path.open("rb") as handle:
         if handle.read(4) != b"PK\x03\x04":
             raise ValueError(f"{path} is not a .npz archive (no zip header: another format, or an empty file)")
     try:
         data = np.load(path, allow_pickle=False)
         try:
-            return {name: torch.from_numpy(data[name].copy()) for name in data.files}
+            return {name: data[name].copy() for name in data.files}
         finally:
             data.close()
     except ValueError as error:
         if "pickle" in str(error).lower():
-            raise ValueError(f"{path} is not a prediction file: it holds Python objects (arrays of dtype object), "
-                             "which are not read") from None
+            raise ValueError(f"{path}: holds Python objects (arrays of dtype object), which are not read") from None
         raise ValueError(f"{path} is not a readable .npz: {str(error).splitlines()[0][:160]}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]

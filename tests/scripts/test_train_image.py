@@ -65,10 +65,87 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]
 
 
-def test_resume_refuses_another_method(tmp_path, capsys):
+def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
+    """The run manifest names every option that changes the result; a re-run refuses, --resume
+    checks each option (the refusal names all that differ), --overwrite starts anew."""
     assert run(tmp_path, "--method", "ls", "--stop-after", "1") == 0
-    assert run(tmp_path, "--method", "maxsup", "--resume") == 2
-    assert "was saved by a run of method 'ls', not 'maxsup'" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert manifest["status"] == "stopped" and manifest["options"]["method"] == "ls"
+    assert {"alpha", "epochs", "batch_size", "width", "data", "seed", "lr"} <= set(manifest["options"])
+    checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert run(tmp_path, "--method", "ls") == 2  # no flag: refused, nothing replaced
+    err = capsys.readouterr().err
+    assert "already holds a stopped run (method 'ls', alpha 0.1, seed 0, epochs 2)" in err and "--resume" in err
+    assert len(err.strip().splitlines()) == 1 and (tmp_path / "checkpoint.pt").read_bytes() == checkpoint
+    assert run(tmp_path, "--method", "maxsup", "--alpha", "0.3", "--width", "16", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "alpha 0.1 (now 0.3)" in err and "method 'ls' (now 'maxsup')" in err and "width 8 (now 16)" in err
+    for changed in (["--epochs", "3"], ["--batch-size", "32"], ["--data", "fashion-mnist", "--data-dir", str(tmp_path)]):
+        assert run(tmp_path, "--method", "ls", "--resume", *changed) == 2
+    assert (tmp_path / "checkpoint.pt").read_bytes() == checkpoint
+    assert run(tmp_path, "--method", "ls", "--resume", "--overwrite") == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert run(tmp_path, "--method", "maxsup", "--overwrite") == 0
+    assert json.loads((tmp_path / "run.json").read_text())["options"]["method"] == "maxsup"
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "finished"
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["method"] == "maxsup"
+
+
+def test_folders_and_files_that_are_not_runs(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    for flags in ([], ["--overwrite"], ["--resume"]):
+        assert run(tmp_path / "mine", *flags) == 2
+        assert "holds files but no run.json" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert run(tmp_path / "cut", "--stop-after", "1") == 0
+    (tmp_path / "cut" / "checkpoint.pt").write_bytes(b"truncated")
+    assert run(tmp_path / "cut", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt is not an image-classifier checkpoint: torch cannot read it" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_images_as_users_have_them(tmp_path, capsys):
+    """RGBA images (4 channels, channels last) train on 4 channels; a shape whose channel axis
+    cannot be told, one-hot labels and a damaged file are one-line errors naming the file."""
+    g = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    rgba = (g.random((40, 8, 8, 4)) * 0.3 + y[:, None, None, None] / 2).astype(np.float32)
+    np.savez(tmp_path / "rgba.npz", x_train=rgba[:30], y_train=y[:30], x_test=rgba[30:], y_test=y[30:])
+    assert run(tmp_path / "out", "--data", f"npz:{tmp_path / 'rgba.npz'}", "--plot-classes", "0") == 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["num_classes"] == 2
+    np.savez(tmp_path / "cube.npz", x_train=rgba[:30, :3, :, :3], y_train=y[:30], x_test=rgba[30:, :3, :, :3],
+             y_test=y[30:])
+    np.savez(tmp_path / "onehot.npz", x_train=rgba[:30], y_train=np.eye(2)[y[:30]], x_test=rgba[30:], y_test=y[30:])
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "rgba.npz").read_bytes()[:500])
+    for name, message in (("cube", "cannot tell the channel axis of shape (30, 3, 8, 3)"),
+                          ("onehot", "y_train must be a 1-d array of integer class indices"),
+                          ("cut", "cut.npz is not a readable .npz (truncated or damaged")):
+        assert run(tmp_path / name, "--data", f"npz:{tmp_path / name}.npz") == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / name).exists()  # bad data leaves no run folder behind
+    # a folder of mixed grey, palette and RGBA PNGs reads as RGB, as a viewer shows them
+    from PIL import Image
+
+    for split, n in (("train", 6), ("test", 2)):
+        for label in ("a", "b"):
+            folder = tmp_path / "pics" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = (g.random((8, 8, 4)) * 255).astype(np.uint8)
+                image = Image.fromarray(pixels, "RGBA")
+                image = {0: image, 1: image.convert("L"), 2: image.convert("P")}[i % 3]
+                image.save(folder / f"{i}.png")
+    from labelreg_nlp.experiments.image_data import load_image_data
+
+    data = load_image_data(f"folder:{tmp_path / 'pics'}")
+    assert tuple(data.x_train.shape) == (12, 3, 8, 8) and data.classes == ("a", "b")
+    (tmp_path / "pics" / "train" / "a" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png: not a readable image"):
+        load_image_data(f"folder:{tmp_path / 'pics'}")
 
 
 def test_npz_data_and_vit(tmp_path):
