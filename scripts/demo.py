@@ -13,6 +13,9 @@
    ``labelreg-nlp evaluate``;
 6. print a table.
 
+A --workdir that holds a demo is refused unless --resume (same options: finished criteria are
+kept, an interrupted one continues from its last checkpoint) or --overwrite.
+
 Example:  python scripts/demo.py --max-epoch 7 --criteria ls,maxsup
 """
 
@@ -30,6 +33,7 @@ sys.path.insert(0, str(REPO))  # run from a clone without installing too
 
 from labelreg_nlp.experiments import translation as T  # noqa: E402
 from labelreg_nlp.experiments.corpora import DEFAULT_LOCALE_DIR, offline_de_en_pairs, split_pairs  # noqa: E402
+from labelreg_nlp.experiments.run_dirs import RunDirError, RunManifest, claim_run_dir, mark_run  # noqa: E402
 
 SRC, TGT = "de", "en"
 
@@ -72,11 +76,22 @@ def progress(name: str, epochs: int):
 
 
 def train(work: Path, name: str, args) -> dict:
+    """fairseq-train; with --resume it continues from the criterion's checkpoint_last.pt."""
     model = T.tiny_recipe(embed_dim=args.embed_dim, layers=args.layers, heads=args.heads, lr=args.lr,
                           warmup=args.warmup, max_tokens=args.max_tokens)
-    extra = ["--log-interval", str(args.log_interval), "--no-last-checkpoints"]
-    return T.train(work / "data-bin", work / "checkpoints" / name, name, args.seed, alpha=args.alpha, model=model,
-                   max_epoch=args.max_epoch, extra=extra, fp16=False, echo=progress(name, args.max_epoch))
+    extra = ["--log-interval", str(args.log_interval)]
+    save = work / "checkpoints" / name
+    return T.train(work / "data-bin", save, name, args.seed, alpha=args.alpha, model=model, max_epoch=args.max_epoch,
+                   extra=extra, fp16=False, echo=progress(name, args.max_epoch), log_file=save / "train.log")
+
+
+# options that change nothing in the results: left out of the run manifest
+NOT_RESULT_OPTIONS = ("workdir", "log_interval", "resume", "overwrite")
+
+
+def manifest(args) -> RunManifest:
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in NOT_RESULT_OPTIONS}
+    return RunManifest("demo", options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=200, help="inverse_sqrt warmup updates (default 200)")
     p.add_argument("--max-tokens", type=int, default=2048, help="tokens per batch (default 2048)")
     p.add_argument("--log-interval", type=int, default=50, help="updates between progress lines (default 50)")
+    p.add_argument("--resume", action="store_true", help="continue the demo in --workdir (same options): finished "
+                   "criteria are kept, an interrupted one continues from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="delete the demo in --workdir and run it anew")
     args = p.parse_args(argv)
     names = [c.strip() for c in args.criteria.split(",") if c.strip()]
     unknown = [c for c in names if c not in T.CRITERIA]
@@ -110,13 +128,32 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
 
     work = args.workdir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(work, names, args)
+    except RunDirError as error:  # the folder is left as it was
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (T.FairseqFailed, ValueError, FileNotFoundError) as error:
+        mark_run(work, "stopped")  # what finished is kept: --resume continues
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(work: Path, names: list[str], args) -> int:
+    claim_run_dir(work, manifest(args), resume=args.resume, overwrite=args.overwrite, flag="--workdir",
+                  overwrite_flag="--overwrite (make demo DEMO_ARGS=--overwrite)")
     corpus, sizes = prepare(work, args)
     expected = SECONDS_PER_EPOCH * args.max_epoch * len(names) / 60
     log(f"{len(names)} criteria x {args.max_epoch} epochs: about {expected:.0f} min of training with the default "
         "model on an idle 2-core CPU (longer on a busy one, same result), then beam search")
     rows = []
     for name in names:
+        done = work / "checkpoints" / name / "row.json"
+        if done.is_file():
+            log(f"'{name}' finished before (--resume): kept")
+            rows.append(json.loads(done.read_text()))
+            signature = rows[-1]["signature"]
+            continue
         log(f"training '{name}' (alpha={args.alpha}) for {args.max_epoch} epochs")
         stats = train(work, name, args)
         log(f"evaluating '{name}' on the test split ({sizes['test']} sentences, beam 5)")
@@ -125,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"token confidence of '{name}' on valid and test (teacher forcing) -> {work / 'predictions' / name}")
         scores.update(T.save_token_scores(work / "data-bin", stats["checkpoint"], work / "predictions" / name))
         alpha = args.alpha if name not in ("none", "ols") else 0.0
-        rows.append({"criterion": name, "alpha": alpha, **stats, "bleu": scores["bleu"],
+        rows.append({"criterion": name, "alpha": alpha, **stats, "bleu": scores["bleu"], "signature": signature,
                      **{k: scores[k] for k in ("token_aurc_msp", "token_aurc_pnorm", "pnorm")}})
+        done.write_text(json.dumps(rows[-1], indent=1))
     results = {"corpus": corpus, "sizes": sizes, "signature": signature, "rows": rows}
     (work / "results.json").write_text(json.dumps(results, indent=2))
+    mark_run(work, "finished")
 
     print()
     print(f"De->En, {corpus} corpus {sizes}, detokenized SacreBLEU on test")

@@ -4,7 +4,7 @@ detokenized SacreBLEU on the test split, and the confidence of every target toke
 and test (teacher forcing), saved for ``labelreg-nlp evaluate``.
 
 --model_name_or_path takes any AutoModelForSeq2SeqLM name or local path (Marian, T5, BART, ...);
-the default 'scratch' builds a small T5 from a config with a Unigram tokenizer trained on the
+the default 'scratch' builds a small T5 from a config with a BPE tokenizer trained on the
 training pairs, so the script runs offline. The corpus is a local .csv/.tsv/.json/.jsonl file of
 source/target pairs (translation or summarization); without one it uses the gettext De-En pairs
 the system's gettext catalogs hold. Every transformers Seq2SeqTrainingArguments option works too.
@@ -32,13 +32,24 @@ from transformers import (  # noqa: E402
     Seq2SeqTrainingArguments,
     T5Config,
     T5ForConditionalGeneration,
+    set_seed,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp.experiments.corpora import offline_de_en_pairs  # noqa: E402
-from labelreg_nlp.experiments.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
+from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
+    RunArguments,
+    claim_output_dir,
+    finish,
+    limit_splits,
+    parse_and_run,
+    stop_callback,
+    stopped_early,
+    write_results,
+)
 from labelreg_nlp.experiments.records import DataError, read_records, select_columns, split_records  # noqa: E402
+from labelreg_nlp.experiments.run_dirs import release_run_dir  # noqa: E402
 from labelreg_nlp.experiments.token_confidence import hf_token_scores  # noqa: E402
 from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
 from labelreg_nlp.metrics import evaluate_confidence  # noqa: E402
@@ -78,7 +89,7 @@ class ScriptArguments:
 TRAINING_DEFAULTS = dict(
     output_dir="runs/seq2seq", num_train_epochs=1.0, learning_rate=1e-3, weight_decay=0.01,
     per_device_train_batch_size=32, per_device_eval_batch_size=64, warmup_steps=0.05, logging_steps=50,
-    save_strategy="no", eval_strategy="no", report_to="none", seed=0,
+    save_strategy="epoch", save_total_limit=1, eval_strategy="no", report_to="none", seed=0,
 )
 
 
@@ -101,33 +112,41 @@ def load_pairs(args: ScriptArguments) -> tuple[dict[str, list[dict]], str]:
     return {**splits, "train": rows}, args.train_file
 
 
-def scratch_model(args: ScriptArguments, texts: list[str], output_dir: str):
-    """A Unigram tokenizer trained on ``texts`` and a small T5 sized to it."""
+def scratch_tokenizer(args: ScriptArguments, texts: list[str], saved: Path) -> PreTrainedTokenizerFast:
+    """The tokenizer a resumed run saved in ``saved``, else a BPE tokenizer trained on ``texts``."""
+    if (saved / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(saved)
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    tokenizer = Tokenizer(models.Unigram())
+    # BPE: its training is deterministic (the Unigram trainer's is not), so a run and its resume agree
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
     special = ["<pad>", "</s>", "<unk>"]
-    tokenizer.train_from_iterator(texts, trainers.UnigramTrainer(
-        vocab_size=args.scratch_vocab_size, special_tokens=special, unk_token="<unk>"))
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=args.scratch_vocab_size, special_tokens=special))
     from tokenizers.processors import TemplateProcessing
 
     tokenizer.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    fast.save_pretrained(Path(output_dir) / "tokenizer")
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def scratch_model(args: ScriptArguments, fast: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
+    """A small T5 sized to the tokenizer."""
     config = T5Config(vocab_size=len(fast), d_model=args.scratch_d_model, d_ff=4 * args.scratch_d_model,
                       d_kv=args.scratch_d_model // 4, num_layers=args.scratch_layers, num_heads=4, dropout_rate=0.1,
                       pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=True)
-    return fast, T5ForConditionalGeneration(config)
+    return T5ForConditionalGeneration(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return parse_and_run((ScriptArguments, LabelRegArguments, Seq2SeqTrainingArguments), TRAINING_DEFAULTS, run, __doc__, argv)
+    return parse_and_run((ScriptArguments, LabelRegArguments, Seq2SeqTrainingArguments, RunArguments),
+                         TRAINING_DEFAULTS, run, __doc__, argv)
 
 
-def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqTrainingArguments) -> int:
+def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqTrainingArguments,
+        run_args: RunArguments | None = None) -> int:
+    run_args = run_args or RunArguments()
     import datasets
     import sacrebleu
 
@@ -136,15 +155,25 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
         for ex in rows:
             ex["source"], ex["target"] = str(ex["source"] or ""), str(ex["target"] or "")
     limit_splits(splits, script.max_train_samples, script.max_eval_samples)
-    if script.model_name_or_path == SCRATCH:
-        texts = [ex[side] for ex in splits["train"] for side in ("source", "target")]
-        tokenizer, model = scratch_model(script, texts, training.output_dir)
-    else:
+    training.predict_with_generate = True  # BLEU needs generated translations, not logits
+    local = {name: path for name, path in (("--train_file", script.train_file), ("--validation_file",
+             script.validation_file), ("--test_file", script.test_file), ("--model_name_or_path",
+             script.model_name_or_path if script.model_name_or_path != SCRATCH else None)) if path and Path(path).exists()}
+    resume = claim_output_dir("finetune_seq2seq", script, labelreg, training, run_args, local)
+    set_seed(training.seed)  # the scratch model starts from the run's seed, as in HF's example scripts
+    if script.model_name_or_path != SCRATCH:
         try:
             tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
             model = AutoModelForSeq2SeqLM.from_pretrained(script.model_name_or_path)
         except OSError as error:
+            release_run_dir(training.output_dir)
             raise DataError(f"could not load model {script.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
+    if script.model_name_or_path == SCRATCH:  # its tokenizer is part of the run: saved, and re-read on resume
+        saved = Path(training.output_dir) / "tokenizer"
+        texts = [ex[side] for ex in splits["train"] for side in ("source", "target")]
+        tokenizer = scratch_tokenizer(script, texts, saved)
+        tokenizer.save_pretrained(saved)
+        model = scratch_model(script, tokenizer)
 
     def encode(rows: list[dict]) -> datasets.Dataset:
         def batch(b):
@@ -155,15 +184,17 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
             return out
         return datasets.Dataset.from_list(rows).map(batch, batched=True, remove_columns=["source", "target"])
 
-    training.predict_with_generate = True  # BLEU needs generated translations, not logits
     train = encode(splits["train"])
     validation = encode(splits["validation"]) if splits.get("validation") else None
     trainer = LabelRegSeq2SeqTrainer(
         model=model, args=training, train_dataset=train,
         eval_dataset=validation if training.eval_strategy != "no" else None, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), labelreg_args=labelreg,
+        callbacks=[stop_callback(run_args.stop_after_steps)],
     )
-    train_result = trainer.train()
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    if stopped_early(trainer, run_args, training.output_dir):
+        return 0
     test_rows = splits["test"]
     test_data = encode(test_rows)
     output = trainer.predict(test_data, num_beams=script.num_beams, max_length=script.max_target_length)
@@ -195,6 +226,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     (out_dir / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     path = Path(script.results_file or out_dir / "results.json")
     write_results(path, results)
+    finish(out_dir)
     print(f"\nBLEU {score.score:.2f} ({labelreg.method}, {len(references)} test pairs)")
     print(f"signature: {bleu.get_signature()}")
     if "token_confidence" in results:

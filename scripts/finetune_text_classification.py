@@ -34,9 +34,19 @@ from transformers import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labelreg_nlp.experiments.hf_scripts import limit_splits, parse_and_run, write_results  # noqa: E402
+from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
+    RunArguments,
+    claim_output_dir,
+    finish,
+    limit_splits,
+    parse_and_run,
+    stop_callback,
+    stopped_early,
+    write_results,
+)
 from labelreg_nlp.experiments.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
 from labelreg_nlp.experiments.records import SUFFIXES, DataError, read_records, select_columns, split_records  # noqa: E402
+from labelreg_nlp.experiments.run_dirs import release_run_dir  # noqa: E402
 from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegTrainer  # noqa: E402
 from labelreg_nlp.metrics import ScoredPredictions, evaluate_confidence, save_logits  # noqa: E402
 
@@ -71,7 +81,7 @@ class ScriptArguments:
 TRAINING_DEFAULTS = dict(
     output_dir="runs/text_classification", num_train_epochs=1.0, learning_rate=5e-5, weight_decay=0.01,
     per_device_train_batch_size=32, per_device_eval_batch_size=128, warmup_steps=0.1, logging_steps=50,
-    save_strategy="no", eval_strategy="no", report_to="none", seed=0,
+    save_strategy="epoch", save_total_limit=1, eval_strategy="no", report_to="none", seed=0,
 )
 
 
@@ -153,22 +163,30 @@ def _one_label(value: object, split: str, i: int) -> int | str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return parse_and_run((ScriptArguments, LabelRegArguments, TrainingArguments), TRAINING_DEFAULTS, run, __doc__, argv)
+    return parse_and_run((ScriptArguments, LabelRegArguments, TrainingArguments, RunArguments), TRAINING_DEFAULTS,
+                         run, __doc__, argv)
 
 
-def run(script: ScriptArguments, labelreg: LabelRegArguments, training: TrainingArguments) -> int:
+def run(script: ScriptArguments, labelreg: LabelRegArguments, training: TrainingArguments,
+        run_args: RunArguments | None = None) -> int:
+    run_args = run_args or RunArguments()
     import datasets
 
     splits = load_splits(script)
     names = label_ids(splits)
     limit_splits(splits, script.max_train_samples, script.max_eval_samples)
     model_path = str(minilm_path()) if script.model_name_or_path == EMBEDDED_MODEL else script.model_name_or_path
+    local = {"--dataset": script.dataset if Path(script.dataset).exists() else None,
+             "--validation_file": script.validation_file, "--test_file": script.test_file,
+             "--model_name_or_path": model_path if Path(model_path).exists() else None}
+    resume = claim_output_dir("finetune_text_classification", script, labelreg, training, run_args, local)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForSequenceClassification.from_pretrained(
             model_path, num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)})
     except OSError as error:
+        release_run_dir(training.output_dir)
         raise DataError(f"could not load model {model_path!r}: {str(error).splitlines()[0]}") from None
 
     def encode(rows: list[dict]) -> datasets.Dataset:
@@ -182,8 +200,11 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
         model=model, args=training, train_dataset=train,
         eval_dataset=validation if training.eval_strategy != "no" else None,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), labelreg_args=labelreg,
+        callbacks=[stop_callback(run_args.stop_after_steps)],
     )
-    train_result = trainer.train()
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    if stopped_early(trainer, run_args, training.output_dir):
+        return 0
     logits, labels = torch.as_tensor(trainer.predict(test).predictions).float(), torch.as_tensor(test["label"])
     val_logits = (torch.as_tensor(trainer.predict(validation).predictions).float()
                   if validation is not None else None)
@@ -209,6 +230,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     }
     path = Path(script.results_file or Path(training.output_dir) / "results.json")
     write_results(path, results)
+    finish(training.output_dir)
     print(f"\n| method | accuracy | NLL | ECE ({script.ece_bins} bins) | AURC | E-AURC | AURC pNorm | test n |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {labelreg.method} | {confidence.accuracy:.4f} | {confidence.nll:.4f} | {confidence.ece:.4f} "

@@ -7,8 +7,12 @@
   evaluate  best checkpoint, beam 5, BPE removed, detokenized SacreBLEU -> results.jsonl
   compare   table of mean +- std BLEU per criterion; with --run, trains and evaluates what is missing
 
-Every step is safe to re-run: prepare skips finished work, train resumes from its last
-checkpoint, compare --run skips (criterion, seed) pairs that already have a result.
+Runs are never overwritten or mixed: each run's folder, DATA/checkpoints/NAME, is named by
+every option that changes its result (criterion, alpha, seed, model, epochs, device, fairseq
+arguments), recorded in its run.json. train refuses a folder that holds a run unless --resume
+(continue it) or --overwrite; evaluate finds the run by the same options (or refuses, naming the
+runs there); results rows carry the options and compare groups by them. prepare skips finished
+work; compare --run continues unfinished runs and skips evaluated ones.
 
 Example (the MaxSup paper's Table 6 on a GPU):
   python scripts/nmt.py prepare --raw-dir ~/data/iwslt14/de-en --out runs/iwslt14
@@ -27,6 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labelreg_nlp.experiments import translation as T  # noqa: E402
 from labelreg_nlp.experiments.corpora import offline_de_en_pairs, split_pairs  # noqa: E402
 from labelreg_nlp.experiments.iwslt14 import ReleaseError, read_release  # noqa: E402
+from labelreg_nlp.experiments.run_dirs import (  # noqa: E402
+    RunDirError,
+    RunManifest,
+    claim_run_dir,
+    mark_run,
+    release_run_dir,
+)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -57,8 +68,17 @@ def _model_args(args: argparse.Namespace) -> list[str]:
     return T.tiny_recipe(embed_dim=args.tiny_dim, layers=args.tiny_layers)
 
 
-def _save_dir(args: argparse.Namespace, criterion: str, seed: int) -> Path:
-    return Path(args.data) / "checkpoints" / f"{criterion}-seed{seed}"
+def _settings(args: argparse.Namespace, criterion: str, seed: int, extra: list[str]) -> T.TrainSettings:
+    """Every option of the run that changes its result (the run folder is named after them)."""
+    cpu = True if args.cpu else not T.cuda_available()
+    has_alpha = T.ALPHA in T.get_method(criterion).options
+    return T.TrainSettings(criterion=criterion, seed=seed, alpha=args.alpha if has_alpha else None, recipe=args.recipe,
+                           model=_model_args(args), max_epoch=args.max_epoch, minutes=args.minutes,
+                           device="cpu" if cpu else "cuda", fp16=not cpu, extra=list(extra))
+
+
+def _run_dir(args: argparse.Namespace, settings: T.TrainSettings) -> Path:
+    return Path(args.data) / "checkpoints" / settings.run_name()
 
 
 def _need_data(args: argparse.Namespace) -> Path:
@@ -67,32 +87,90 @@ def _need_data(args: argparse.Namespace) -> Path:
     return Path(args.data)
 
 
-def _train_one(args: argparse.Namespace, criterion: str, seed: int, extra: list[str]) -> dict:
+def _other_runs(args: argparse.Namespace, settings: T.TrainSettings) -> str:
+    """The runs of the same criterion and seed under DATA/checkpoints, each with how its options
+    differ from ``settings`` (for a message), or ''."""
+    found = []
+    for folder in sorted((Path(args.data) / "checkpoints").glob(f"{settings.criterion}*-seed{settings.seed}-*")):
+        saved = RunManifest.read(folder)
+        if saved is not None and saved.options.get("criterion") == settings.criterion:
+            found.append(f"{folder.name}: {'; '.join(settings.manifest().differences(saved)) or 'same options'}")
+    return " | ".join(found)
+
+
+def _train_one(args: argparse.Namespace, criterion: str, seed: int, extra: list[str], resume: bool = False) -> dict:
     _need_data(args)
-    save = _save_dir(args, criterion, seed)
-    stats = T.train(Path(args.data) / "data-bin", save, criterion, seed, alpha=args.alpha, model=_model_args(args),
-                    max_epoch=args.max_epoch, minutes=args.minutes, extra=extra, cpu=True if args.cpu else None)
-    stats.update({"criterion": criterion, "seed": seed, "alpha": args.alpha, "recipe": args.recipe})
+    settings = _settings(args, criterion, seed, extra)
+    save = _run_dir(args, settings)
+    resume = resume or args.resume
+    if resume and not save.exists() and _other_runs(args, settings):
+        raise RunDirError(f"--resume: no run of {criterion} seed {seed} with these options; the runs there: "
+                          f"{_other_runs(args, settings)}")
+    claimed = claim_run_dir(save, settings.manifest(), resume=resume, overwrite=args.overwrite, flag="the run folder")
+    if claimed == "resume" and (save / "train.json").is_file():
+        T.log(f"{save.name}: finished before, nothing to train")
+        return json.loads((save / "train.json").read_text())
+    stop = getattr(args, "stop_after_epoch", None)
+    if stop is not None and (stop < 1 or (args.max_epoch and stop >= args.max_epoch)):
+        raise ValueError(f"--stop-after-epoch must be >= 1 and below --max-epoch, got {stop}")
+    try:
+        stats = T.train(Path(args.data) / "data-bin", save, criterion, seed, alpha=args.alpha, model=settings.model,
+                        max_epoch=stop or args.max_epoch, minutes=args.minutes, extra=extra,
+                        cpu=settings.device == "cpu", fp16=settings.fp16, log_file=save / "train.log")
+    except T.FairseqFailed:
+        if not any(save.glob("checkpoint*.pt")):  # nothing to continue from: leave no run behind
+            kept = Path(args.data) / "logs" / f"{save.name}.train.log"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            (save / "train.log").replace(kept)
+            release_run_dir(save)
+            raise T.FairseqFailed(f"fairseq-train failed before its first checkpoint; nothing was kept but its output: "
+                                  f"{kept} (last error: {T._error_line(kept.read_text().splitlines())[:300]})") from None
+        mark_run(save, "stopped")
+        raise
+    if stop is not None:
+        mark_run(save, "stopped")
+        T.log(f"{save.name}: stopped after epoch {stop} (--stop-after-epoch); continue with --resume")
+        return {**stats, "run": save.name, "stopped_after_epoch": stop}
+    stats.update({"criterion": criterion, "seed": seed, "alpha": settings.alpha, "recipe": args.recipe,
+                  "run": save.name, "settings": _shown_settings(settings)})
     (save / "train.json").write_text(json.dumps(stats, indent=1))
+    mark_run(save, "finished")
     return stats
 
 
-def _evaluate_one(args: argparse.Namespace, criterion: str, seed: int, checkpoint: str | None = None) -> dict:
+def _shown_settings(settings: T.TrainSettings) -> dict:
+    """The settings a results row carries (``compare`` groups by them): all but criterion and seed."""
+    return {k: v for k, v in settings.grouping().items() if k != "criterion"}
+
+
+def _evaluate_one(args: argparse.Namespace, criterion: str, seed: int, checkpoint: str | None = None,
+                  extra: list[str] = ()) -> dict:
     data = _need_data(args)
     prepared = json.loads((data / "prepared.json").read_text())
-    save = _save_dir(args, criterion, seed)
-    checkpoint = checkpoint or str(save / "checkpoint_best.pt")
+    settings = _settings(args, criterion, seed, list(extra))
+    save = _run_dir(args, settings)
+    if checkpoint is None:
+        if not (save / "checkpoint_best.pt").is_file():
+            others = _other_runs(args, settings)
+            raise FileNotFoundError(f"no trained run of {criterion} seed {seed} with these options ({save.name})"
+                                    + (f"; the runs there: {others}" if others else "; train it first"))
+        checkpoint = str(save / "checkpoint_best.pt")
+    run_folder = Path(checkpoint).parent
+    manifest = RunManifest.read(run_folder)
+    shown = (_shown_settings(T.TrainSettings(**manifest.options)) if manifest is not None
+             else {"checkpoint": str(checkpoint)})
     scores = T.evaluate(data / "data-bin", checkpoint, data / "ref" / f"test.{prepared['tgt']}", beam=args.beam,
                         tgt=prepared["tgt"], cpu=True if args.cpu else None)
     if not args.no_token_scores:
-        scores.update(T.save_token_scores(data / "data-bin", checkpoint, data / "predictions" / f"{criterion}-seed{seed}",
+        scores.update(T.save_token_scores(data / "data-bin", checkpoint, data / "predictions" / run_folder.name,
                                           cpu=True if args.cpu else None))
-    train_file = Path(checkpoint).parent / "train.json"
+    train_file = run_folder / "train.json"
     train_stats = json.loads(train_file.read_text()) if train_file.is_file() else {}
-    record = {**train_stats, "criterion": criterion, "seed": seed, "corpus": prepared["corpus"],
-              "test_sentences": prepared["sizes"]["test"], "beam": args.beam, **scores, "checkpoint": checkpoint}
+    record = {**train_stats, "criterion": criterion, "seed": seed, "run": run_folder.name, "settings": shown,
+              "corpus": prepared["corpus"], "test_sentences": prepared["sizes"]["test"], "beam": args.beam, **scores,
+              "checkpoint": checkpoint}
     T.append_result(args.results or data / "results.jsonl", record)
-    print(f"BLEU {scores['bleu']:.2f}  ({criterion}, seed {seed})\nsignature: {scores['signature']}", flush=True)
+    print(f"BLEU {scores['bleu']:.2f}  ({run_folder.name})\nsignature: {scores['signature']}", flush=True)
     return record
 
 
@@ -103,9 +181,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace, extra: list[str]) -> int:
-    if extra:  # only train passes unknown arguments on (to fairseq-train)
-        _unknown(extra)
-    _evaluate_one(args, args.criterion, args.seed, args.checkpoint)
+    _evaluate_one(args, args.criterion, args.seed, args.checkpoint, extra)
     return 0
 
 
@@ -114,15 +190,19 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
     if args.run:
         if not args.data:
             raise ValueError("compare --run needs --data (a prepared folder)")
+        _need_data(args)
         results = Path(args.results or Path(args.data) / "results.jsonl")
-        have = {(r["criterion"], r.get("seed")) for r in T.read_results([results])} if results.exists() else set()
+        have = {r.get("run") for r in T.read_results([results])} if results.exists() else set()
         for criterion in args.criteria.split(","):
+            if criterion not in T.CRITERIA:
+                raise ValueError(f"--criteria: unknown {criterion!r}; choose from {sorted(T.CRITERIA)}")
             for seed in (int(s) for s in args.seeds.split(",")):
-                if (criterion, seed) in have:
-                    T.log(f"{criterion} seed {seed}: already evaluated, skipped")
+                name = _settings(args, criterion, seed, extra).run_name()
+                if name in have:
+                    T.log(f"{name}: already evaluated, skipped")
                     continue
-                _train_one(args, criterion, seed, extra)
-                _evaluate_one(args, criterion, seed)
+                _train_one(args, criterion, seed, extra, resume=True)  # same options by the folder's name
+                _evaluate_one(args, criterion, seed, extra=extra)
         files.append(results)
     elif extra:
         raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
@@ -145,8 +225,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, default=5, help="beam size for evaluation (default 5)")
     p.add_argument("--no-token-scores", action="store_true",
                    help="skip the teacher-forced token confidence of valid and test (saved as DATA/predictions/"
-                        "CRITERION-seedSEED/{valid,test}.npz for 'labelreg-nlp evaluate')")
+                        "RUN/{valid,test}.npz for 'labelreg-nlp evaluate')")
     p.add_argument("--results", help="JSON-lines results file (default DATA/results.jsonl)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run that stopped (its folder DATA/checkpoints/NAME is named by every option that "
+                        "changes the result, recorded in its run.json)")
+    p.add_argument("--overwrite", action="store_true", help="delete a run with these options and train it anew")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,15 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.add_argument("--criterion", choices=sorted(T.CRITERIA), required=True, help="none, ls, maxsup or ols")
     p.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
+    p.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="stop after this epoch, as an interrupted run would (for time-limited jobs); continue with "
+                        "--resume (not part of the run's options: the run is the same)")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("evaluate", help="detokenized SacreBLEU of the best checkpoint",
                        description="Beam search on the test split, BPE removed, Moses-detokenized, SacreBLEU (its "
-                                   "signature printed); the result is appended to --results.")
+                                   "signature printed); the result is appended to --results with the run's options. "
+                                   "The run is found by the options it was trained with: give the same ones "
+                                   "(arguments this script does not know are the fairseq-train arguments of train).")
     _add_run_options(p)
     p.add_argument("--criterion", choices=sorted(T.CRITERIA), required=True, help="which run to evaluate")
     p.add_argument("--seed", type=int, default=1, help="which run to evaluate (default 1)")
-    p.add_argument("--checkpoint", help="checkpoint file (default DATA/checkpoints/CRITERION-seedSEED/checkpoint_best.pt)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: checkpoint_best.pt of the run trained with these options)")
     p.set_defaults(handler=_evaluate)
 
     p = sub.add_parser("compare", help="mean +- std BLEU per criterion",
@@ -217,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     try:
         return args.handler(args, extra)
-    except (ReleaseError, ValueError, FileNotFoundError) as error:
+    except (ReleaseError, ValueError, FileNotFoundError, T.FairseqFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -209,3 +209,115 @@ def test_nmt_bad_arguments_are_one_line_errors(tmp_path):
                          "--test-tgt", str(tmp_path / "a.en"))
     assert misaligned.returncode == 2
     assert misaligned.stderr.strip() == f"error: {tmp_path / 'a.de'} has 2 lines but {tmp_path / 'a.en'} has 1"
+
+
+# ------------------------------------------------------------------ argument types, masked classes
+@pytest.mark.parametrize("method", tuple(METHODS))
+def test_arguments_of_the_wrong_type_are_named(method):
+    import numpy as np
+
+    logits, target = batch(k=5)
+    loss = TokenLoss(method, 0.1 if method != "none" else 0.0, num_classes=5)
+    for args, message in (((None, target), "logits must be a torch.Tensor, got NoneType"),
+                          ((logits.numpy(), target), "logits must be a torch.Tensor, got numpy.ndarray (convert it "
+                                                     "with torch.from_numpy)"),
+                          ((logits, target.tolist()), "target must be a torch.Tensor, got list")):
+        with pytest.raises(TypeError) as error:
+            loss(*args)
+        assert str(error.value) == message
+    for fn in (label_smoothing_loss, maxsup_loss):
+        with pytest.raises(TypeError, match="alpha must be a number in \\[0, 1\\], got NoneType None"):
+            fn(logits, target, None)
+        with pytest.raises(TypeError, match="target must be a torch.Tensor, got numpy.ndarray"):
+            fn(logits, np.zeros((3, 5), dtype=np.int64), 0.1)
+        with pytest.raises(TypeError, match="ignore_index must be an int or None, got float -100.0"):
+            fn(logits, target, 0.1, ignore_index=-100.0)
+    assert float(label_smoothing_loss(logits, target, np.float64(0.1), ignore_index=IGNORE)) == pytest.approx(
+        float(label_smoothing_loss(logits, target, 0.1, ignore_index=IGNORE)))
+
+
+def test_masked_classes_give_what_torch_gives():
+    """-inf marks a masked class: ``none`` is torch's cross-entropy exactly (finite); a smoothing
+    method that puts target mass on a masked class gives +inf with finite logit gradients, as
+    torch's ``label_smoothing``; a masked target gives +inf, never NaN."""
+    logits, target = batch(k=6)
+    logits[..., 2] = -float("inf")
+    target[target == 2] = 3
+    z = logits.clone().requires_grad_()
+    ce = F.cross_entropy(z.transpose(1, 2), target, ignore_index=IGNORE)
+    ours = TokenLoss("none", 0.0)(z, target)
+    assert torch.isfinite(ours) and torch.equal(ours, ce) or torch.allclose(ours, ce, rtol=1e-6, atol=0)
+    for method in METHODS:
+        loss = TokenLoss(method, 0.1, num_classes=6)
+        x = logits.clone().requires_grad_()
+        value = loss(x, target)
+        (grad,) = torch.autograd.grad(value, x)
+        assert (torch.isfinite(value) if method == "none" else torch.isposinf(value)), (method, value)
+        assert bool(torch.isfinite(grad).all()), method
+    masked_target = target.clone()
+    masked_target[1, 1] = 2
+    for method in METHODS:
+        assert torch.isposinf(TokenLoss(method, 0.1, num_classes=6)(logits, masked_target)), method
+
+
+# ------------------------------------------------------------------ files
+def test_prediction_files_that_cannot_be_read_are_one_line(tmp_path):
+    import argparse
+
+    import numpy as np
+
+    from labelreg_nlp.metrics import save_logits
+
+    good = save_logits(tmp_path / "good" / "test.npz", torch.zeros(4, 3), torch.tensor([0, 1, 2, 1]))
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "test.npz").write_bytes(good.read_bytes()[:200])
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "test.npz").write_text("logits,labels\n")
+    (tmp_path / "objects").mkdir()
+    np.savez(tmp_path / "objects" / "test.npz", logits=np.array([{"a": 1}], dtype=object), labels=np.zeros(1))
+    (tmp_path / "pickled").mkdir()
+    torch.save({"logits": torch.zeros(2, 2), "args": argparse.Namespace(a=1)}, tmp_path / "pickled" / "test.pt")
+    expected = {"truncated": "test.npz is not a readable .npz (truncated or damaged",
+                "text": "test.npz is not a .npz archive (no zip header",
+                "objects": "holds Python objects (arrays of dtype object), which are not read",
+                "pickled": "holds objects that only unsafe unpickling could load (Unsupported global: GLOBAL argparse.Namespace)"}
+    for name, message in expected.items():
+        out = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "evaluate", str(tmp_path / name)],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and message in out.stderr, (name, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and "weights_only=False" not in out.stderr, out.stderr
+
+
+def test_data_files_as_spreadsheets_and_labelling_tools_export_them(tmp_path):
+    """A byte-order mark, semicolons, a row with a cell too many, JSON Lines that are not objects,
+    multi-label rows, labels with spaces or written as 1.0: read as the user sees them, or one line
+    naming the file and the row."""
+    import importlib.util
+
+    from labelreg_nlp.experiments.records import DataError, read_records
+
+    (tmp_path / "excel.csv").write_text("\ufefftext;label\nein guter Film;pos\n\"a; b\";neg\n", encoding="utf-8")
+    assert read_records(tmp_path / "excel.csv") == [{"text": "ein guter Film", "label": "pos"},
+                                                    {"text": "a; b", "label": "neg"}]
+    (tmp_path / "shifted.csv").write_text("text,label\na good film, really,pos\n")
+    with pytest.raises(DataError, match="shifted.csv: row 2 has 3 cells, the header 2"):
+        read_records(tmp_path / "shifted.csv")
+    (tmp_path / "lines.jsonl").write_text('{"text": "a", "label": 1}\n["b", 0]\n')
+    with pytest.raises(DataError, match="lines.jsonl:2: expected a JSON object per line, got list"):
+        read_records(tmp_path / "lines.jsonl")
+    (tmp_path / "latin1.csv").write_bytes("text,label\nSch\xf6n,pos\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.csv: not UTF-8 text"):
+        read_records(tmp_path / "latin1.csv")
+
+    spec = importlib.util.spec_from_file_location("tc", ROOT / "scripts" / "finetune_text_classification.py")
+    tc = importlib.util.module_from_spec(spec)
+    sys.modules["tc"] = tc  # dataclasses look their module up
+    spec.loader.exec_module(tc)
+    splits = {"train": [{"text": "a", "label": " pos"}, {"text": "b", "label": "neg "}],
+              "test": [{"text": "c", "label": "pos"}]}
+    assert tc.label_ids(splits) == ["neg", "pos"] and splits["test"][0]["label"] == 1
+    floats = {"train": [{"text": "a", "label": 1.0}, {"text": "b", "label": 0.0}], "test": [{"text": "c", "label": 1}]}
+    assert tc.label_ids(floats) == ["0", "1"]
+    multi = {"train": [{"text": "a", "label": ["pos", "funny"]}, {"text": "b", "label": "neg"}], "test": []}
+    with pytest.raises(DataError, match=r"train example 0 has the label \['pos', 'funny'\]: multi-label rows are not"):
+        tc.label_ids(multi)

@@ -165,6 +165,15 @@ def claim_run_dir(folder: str | Path, manifest: RunManifest, *, resume: bool = F
     return "resume"
 
 
+def release_run_dir(folder: str | Path) -> None:
+    """Undo :func:`claim_run_dir` of a run that failed before writing anything: a folder that
+    holds only its manifest is removed, so the same command can simply be run again."""
+    path = Path(folder)
+    if path.is_dir() and [p.name for p in path.iterdir()] == [MANIFEST]:
+        (path / MANIFEST).unlink()
+        path.rmdir()
+
+
 def mark_run(folder: str | Path, status: Status) -> None:
     """Record ``status`` (``"stopped"`` after a deliberate stop, ``"finished"``) in the folder's manifest."""
     saved = RunManifest.read(folder)

@@ -14,6 +14,7 @@ Table 6.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,10 +23,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..losses.registry import ALPHA, METHODS, get_method
+from .run_dirs import RunManifest
 
 USER_DIR = Path(__file__).resolve().parent.parent / "integrations" / "fairseq_user_dir" / "labelreg_nlp_criterions"
 CRITERIA: tuple[str, ...] = tuple(METHODS)  # what ``train --criterion`` accepts: the registry's methods
@@ -72,9 +75,29 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lambda line: True) -> str:
-    """``python -m fairseq_cli.<command> args``, printing the lines ``echo`` accepts; on failure
-    show the last lines and raise ``CalledProcessError``. Returns the whole output."""
+class FairseqFailed(RuntimeError):
+    """A fairseq command that exited with an error; the message is one line: the command, its exit
+    status, its last error line and where its whole output was written."""
+
+
+def _error_line(lines: list[str]) -> str:
+    """The last line of an output that reads like an error (an exception, fairseq's ``| ERROR |``)."""
+    for line in reversed(lines):
+        text = line.strip()
+        if text and ("Error" in text or "Exception" in text or "| ERROR |" in text) and not text.startswith("File "):
+            return text
+    return next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+
+
+def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lambda line: True,
+                log_file: str | Path | None = None) -> str:
+    """``python -m fairseq_cli.<command> args``, printing the lines ``echo`` accepts. Returns the
+    whole output, also written to ``log_file`` when given.
+
+    Raises:
+        FairseqFailed: one line naming the command, its exit status and its last error line
+            (the whole output is in ``log_file``, or a temporary file named in the message).
+    """
     cmd = [sys.executable, "-m", f"fairseq_cli.{command}", *args]
     log("$ fairseq-" + command + " " + " ".join(args))
     env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
@@ -84,10 +107,20 @@ def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lam
             lines.append(line)
             if echo(line):
                 print("    " + line.rstrip(), flush=True)
+    output = "".join(lines)
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_file).write_text(output, encoding="utf-8")
     if proc.returncode:
-        sys.stderr.write("".join(lines[-40:]))
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return "".join(lines)
+        if log_file is None:
+            import tempfile
+
+            handle, log_file = tempfile.mkstemp(prefix=f"fairseq-{command}-", suffix=".log")
+            os.close(handle)
+            Path(log_file).write_text(output, encoding="utf-8")
+        raise FairseqFailed(f"fairseq-{command} failed (exit status {proc.returncode}): {_error_line(lines)[:300]} "
+                            f"(its whole output: {log_file})")
+    return output
 
 
 def epoch_summaries(output: str, prefix: str = "train") -> list[dict]:
@@ -219,10 +252,48 @@ def read_parallel(source: str | Path, target: str | Path) -> list[tuple[str, str
 
 
 # ------------------------------------------------------------------------------------------ train
+@dataclass
+class TrainSettings:
+    """Every option of one training run that changes its result; the run's folder is named by them.
+
+    Example:
+        >>> a = TrainSettings("ls", 1, alpha=0.1, model=tiny_recipe(), max_epoch=7)
+        >>> b = TrainSettings("ls", 1, alpha=0.3, model=tiny_recipe(), max_epoch=7)
+        >>> a.run_name().startswith("ls-a0.1-seed1-"), a.run_name() != b.run_name()
+        (True, True)
+        >>> b.manifest().differences(a.manifest())
+        ['alpha 0.1 (now 0.3)']
+    """
+
+    criterion: str
+    seed: int
+    alpha: float | None = None  # None for methods without one
+    recipe: str = "iwslt"
+    model: list[str] = field(default_factory=list)  # fairseq model and optimizer arguments
+    max_epoch: int | None = None
+    minutes: float | None = None
+    device: str = "cpu"  # "cpu" or "cuda"
+    fp16: bool = False
+    extra: list[str] = field(default_factory=list)  # further fairseq-train arguments
+
+    def grouping(self) -> dict[str, Any]:
+        """The settings without the seed: runs that differ only by seed are seeds of one setting."""
+        return {k: v for k, v in asdict(self).items() if k != "seed"}
+
+    def run_name(self) -> str:
+        """``CRITERION[-aALPHA]-seedSEED-HASH``, HASH of every setting but the seed."""
+        digest = hashlib.sha1(json.dumps(self.grouping(), sort_keys=True).encode()).hexdigest()[:8]
+        alpha = f"-a{self.alpha:g}" if self.alpha is not None else ""
+        return f"{self.criterion}{alpha}-seed{self.seed}-{digest}"
+
+    def manifest(self) -> RunManifest:
+        return RunManifest("nmt.train", asdict(self))
+
+
 def train(data_dir: str | Path, save_dir: str | Path, criterion: str, seed: int, *, alpha: float = 0.1,
           model: list[str] | None = None, max_epoch: int | None = None, minutes: float | None = None,
           extra: Iterable[str] = (), cpu: bool | None = None, fp16: bool | None = None,
-          echo: Callable[[str], bool] | None = None) -> dict:
+          echo: Callable[[str], bool] | None = None, log_file: str | Path | None = None) -> dict:
     """One ``fairseq-train`` run; returns epochs, updates, best valid nll, minutes, seconds per
     epoch and the best checkpoint. ``model``: fairseq arguments of the model and optimizer
     (default :data:`IWSLT_RECIPE`). ``echo(line)`` decides which output lines are shown (default:
@@ -246,7 +317,8 @@ def train(data_dir: str | Path, save_dir: str | Path, criterion: str, seed: int,
     cmd += list(extra)
     start = time.time()
     output = run_fairseq("train", cmd, echo=echo or (lambda line: any(
-        tag in line for tag in ("| INFO | train |", "| INFO | valid |", "done training", "Error"))))
+        tag in line for tag in ("| INFO | train |", "| INFO | valid |", "done training", "Error"))),
+        log_file=log_file)
     seconds = time.time() - start
     epoch_times = [float(t) for t in re.findall(r"\| train \| epoch \d+ \|.*?\| train_wall ([\d.]+)", output)]
     valid = re.findall(r"\| valid on 'valid' subset \|.*?\| nll_loss ([\d.]+)", output)
@@ -345,13 +417,23 @@ def read_results(paths: Iterable[str | Path]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------- compare
 def compare_table(records: list[dict], order: Iterable[str] = CRITERIA) -> str:
-    """Markdown, one row per criterion: runs, seeds, BLEU mean +- sample std, BLEU per seed, and
+    """Markdown, one row per setting (criterion and every other result-changing option; runs that
+    differ only by seed are one row): runs, seeds, BLEU mean +- sample std, BLEU per seed, and
     the means of seconds per epoch and best validation nll ("-" where no run recorded them).
-    The last result per (criterion, seed) counts."""
+    A criterion with several settings is labelled by the options that tell them apart. The last
+    result per (setting, seed) counts."""
+    def group_of(record: dict) -> str:
+        return json.dumps([record["criterion"], record.get("settings") or {}], sort_keys=True)
+
     latest: dict[tuple[str, str], dict] = {}
     for record in records:
-        latest[(record["criterion"], str(record.get("seed")))] = record
-    names = [n for n in order if any(c == n for c, _ in latest)] + sorted({c for c, _ in latest} - set(order))
+        latest[(group_of(record), str(record.get("seed")))] = record
+    groups: dict[str, dict] = {}
+    for (group, _seed), record in latest.items():
+        groups.setdefault(group, record)
+    labels = _setting_labels(groups)
+    rank = {name: i for i, name in enumerate(order)}
+    names = sorted(groups, key=lambda g: (rank.get(groups[g]["criterion"], len(rank)), groups[g]["criterion"], labels[g]))
 
     def mean_of(runs: list[dict], key: str, fmt: str) -> str:
         values = [float(r[key]) for r in runs if r.get(key) is not None]
@@ -359,12 +441,26 @@ def compare_table(records: list[dict], order: Iterable[str] = CRITERIA) -> str:
 
     lines = ["| criterion | runs | seeds | BLEU (mean ± std) | BLEU per seed | s / epoch | best valid nll |",
              "|---|---|---|---|---|---|---|"]
-    for name in names:
-        seeds = sorted((s for c, s in latest if c == name), key=lambda s: (len(s), s))
-        runs = [latest[(name, s)] for s in seeds]
+    for group in names:
+        seeds = sorted((s for g, s in latest if g == group), key=lambda s: (len(s), s))
+        runs = [latest[(group, s)] for s in seeds]
         scores = [float(r["bleu"]) for r in runs]
         std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        lines.append(f"| {name} | {len(runs)} | {', '.join(seeds)} | {statistics.mean(scores):.2f} ± {std:.2f} | "
+        lines.append(f"| {labels[group]} | {len(runs)} | {', '.join(seeds)} | {statistics.mean(scores):.2f} ± {std:.2f} | "
                      f"{', '.join(f'{b:.2f}' for b in scores)} | {mean_of(runs, 'seconds_per_epoch', '.1f')} | "
                      f"{mean_of(runs, 'best_valid_nll', '.3f')} |")
     return "\n".join(lines)
+
+
+def _setting_labels(groups: dict[str, dict]) -> dict[str, str]:
+    """The criterion, plus ``(key value, ...)`` of the settings that differ between the groups of
+    one criterion (none when it has one setting)."""
+    labels = {}
+    for group, record in groups.items():
+        same = [r.get("settings") or {} for r in groups.values() if r["criterion"] == record["criterion"]]
+        mine = record.get("settings") or {}
+        differ = [k for k in sorted({k for s in same for k in s}) if len({json.dumps(s.get(k)) for s in same}) > 1]
+        shown = ", ".join(f"{k} {' '.join(map(str, mine.get(k))) if isinstance(mine.get(k), list) else mine.get(k)}"
+                          for k in differ)
+        labels[group] = f"{record['criterion']} ({shown})" if shown else record["criterion"]
+    return labels

@@ -430,6 +430,11 @@ class LabelRegTrainerMixin:
         steps run the model under :meth:`LabelRegLoss.capture_output_layer` (evaluation and
         prediction, which return the logits, never do).
         """
+        if "labels" not in inputs:
+            raise ValueError(
+                f"the batch has no 'labels' (it holds {', '.join(map(str, inputs)) or 'nothing'}); a 'label' or "
+                "'label_ids' column becomes 'labels' in the data collator, which cannot keep label names (strings): "
+                "map them to integer ids first (datasets: Dataset.class_encode_column)")
         self.labelreg_loss.token_loss.train(model.training)
         fused = (self.labelreg_loss.args.fused_linear and model.training and not return_outputs
                  and torch.is_grad_enabled())

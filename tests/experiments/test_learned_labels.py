@@ -72,6 +72,19 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert "3 class names for a table of 5 classes" in neighbours(tmp_path, "--names", "a,b,c").stderr
     torch.save({"method": "maxsup", "progress": 0, "state": {}}, tmp_path / "labelreg_state.pt")
     assert neighbours(tmp_path).stderr.strip() == "error: no learned maxsup state among []"
+    # files of the wrong kind: one line naming the file, never a KeyError or an unpickling traceback
+    cases = {"text.pt": b"just text", "truncated.pt": (tmp_path / "labelreg_state.pt").read_bytes()[:40]}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    torch.save({"method": "ols", "progress": 0, "state": {"ols.soft": torch.zeros(2, 2)}}, tmp_path / "partial.pt")
+    expected = {"text.pt": "is not a checkpoint torch can read", "truncated.pt": "is not a checkpoint torch can read",
+                "tensor.pt": "holds a Tensor, not a checkpoint", "other.pt": "is neither a fairseq checkpoint",
+                "partial.pt": "the ols state is incomplete or of another version"}
+    for name, message in expected.items():
+        out = neighbours(tmp_path / name)
+        assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_fairseq_dictionary_symbols_in_index_order(tmp_path):

@@ -122,8 +122,10 @@ def test_prepare_train_evaluate_compare_end_to_end(tmp_path):
     assert all(len(Path(r["hypotheses"]).read_text().splitlines()) == 30 for r in records)
     assert "| ls | 1 | 1 |" in run.stdout and "| maxsup | 1 | 1 |" in run.stdout
     # token confidence: every target token of the test split, its mean NLL = fairseq-validate's nll_loss
-    scored = ScoredPredictions.load(out / "predictions" / "maxsup-seed1" / "test.npz")
-    assert (out / "predictions" / "maxsup-seed1" / "valid.npz").is_file()
+    maxsup_run = records[1]["run"]
+    assert maxsup_run.startswith("maxsup-a0.1-seed1-") and records[1]["settings"]["max_epoch"] == 2
+    scored = ScoredPredictions.load(out / "predictions" / maxsup_run / "test.npz")
+    assert (out / "predictions" / maxsup_run / "valid.npz").is_file()
     assert records[1]["token_aurc_msp"] == pytest.approx(aurc(scored.scores["msp"], scored.correct), abs=1e-4)
     validate = subprocess.run(
         [sys.executable, "-m", "fairseq_cli.validate", str(out / "data-bin"), "--path", records[1]["checkpoint"],
@@ -140,8 +142,8 @@ def test_prepare_train_evaluate_compare_end_to_end(tmp_path):
     assert "already evaluated, skipped" in rerun.stdout
 
 
-def test_only_train_passes_unknown_arguments_on(tmp_path):
-    result = _nmt("evaluate", "--data", str(tmp_path), "--criterion", "ls", "--typo")
+def test_prepare_refuses_unknown_arguments(tmp_path):
+    result = _nmt("prepare", "--out", str(tmp_path), "--typo")
     assert result.returncode == 2 and result.stderr.strip() == "error: unrecognized arguments: --typo"
 
 
@@ -156,3 +158,50 @@ def test_read_parallel_aligns_lines_and_names_bad_files(tmp_path):
         read_parallel(tmp_path / "a.de", tmp_path / "b.en")
     with pytest.raises(FileNotFoundError, match=r"parallel text file not found: .*c.en"):
         read_parallel(tmp_path / "a.de", tmp_path / "c.en")
+
+
+@pytest.mark.slow
+def test_runs_are_keyed_by_their_options_never_mixed_and_resume(tmp_path):
+    """A run with alpha 0.1 is never resumed, evaluated or recorded as alpha 0.3; a re-run refuses;
+    a stopped run resumes to the epochs of an uninterrupted one; a failing fairseq-train is one
+    line and leaves no run folder."""
+    raw = fake_release(tmp_path / "de-en", n_train=200, n_test=4)
+    out = tmp_path / "prep"
+    assert _nmt("prepare", "--raw-dir", str(raw), "--out", str(out), "--bpe-merges", "100").returncode == 0
+    tiny = ["--data", str(out), "--recipe", "tiny", "--tiny-dim", "16", "--tiny-layers", "1", "--cpu", "--max-epoch", "2"]
+    first = _nmt("train", "--criterion", "ls", "--alpha", "0.1", *tiny)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (run,) = (out / "checkpoints").iterdir()
+    assert run.name.startswith("ls-a0.1-seed1-") and json.loads((run / "run.json").read_text())["status"] == "finished"
+    again = _nmt("train", "--criterion", "ls", "--alpha", "0.1", *tiny)
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr
+    wrong = _nmt("evaluate", "--criterion", "ls", "--alpha", "0.3", "--no-token-scores", *tiny)
+    assert wrong.returncode == 2 and f"the runs there: {run.name}: alpha 0.1 (now 0.3)" in wrong.stderr
+    resumed_other = _nmt("train", "--criterion", "ls", "--alpha", "0.3", "--resume", *tiny)
+    assert resumed_other.returncode == 2 and "alpha 0.1 (now 0.3)" in resumed_other.stderr
+    assert not (out / "results.jsonl").exists()
+
+    cut = _nmt("train", "--criterion", "ols", "--stop-after-epoch", "1", *tiny)
+    assert cut.returncode == 0 and "stopped after epoch 1" in cut.stdout, cut.stderr[-3000:]
+    refused = _nmt("train", "--criterion", "ols", *tiny)
+    assert refused.returncode == 2 and "already holds a stopped run" in refused.stderr
+    resumed = _nmt("train", "--criterion", "ols", "--resume", *tiny)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    stats = json.loads(resumed.stdout.strip().splitlines()[-1])
+    straight = _nmt("train", "--criterion", "ols", "--seed", "2", *tiny)
+    assert stats["epochs"] == json.loads(straight.stdout.strip().splitlines()[-1])["epochs"] == 2
+    assert "| epoch 001 |" not in resumed.stdout  # epoch 1 was not trained again
+
+    for alpha in ("0.1", "0.3"):
+        if alpha == "0.3":
+            assert _nmt("train", "--criterion", "ls", "--alpha", alpha, *tiny).returncode == 0
+        evaluated = _nmt("evaluate", "--criterion", "ls", "--alpha", alpha, "--beam", "1", "--no-token-scores", *tiny)
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    table = _nmt("compare", str(out / "results.jsonl")).stdout
+    assert "| ls (alpha 0.1) | 1 | 1 |" in table and "| ls (alpha 0.3) | 1 | 1 |" in table
+
+    failed = _nmt("train", "--criterion", "maxsup", *tiny, "--no-such-fairseq-flag")
+    assert failed.returncode == 2
+    assert "fairseq-train failed" in failed.stderr and "unrecognized arguments: --no-such-fairseq-flag" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert not list((out / "checkpoints").glob("maxsup*")) and list((out / "logs").glob("maxsup*.train.log"))

@@ -208,6 +208,18 @@ def test_resume_errors_name_the_problem(tmp_path):
         trainer.train(resume_from_checkpoint=str(checkpoint))
 
 
+def test_a_missing_checkpoint_folder_and_a_batch_without_labels_are_named(tmp_path):
+    run = _ols_run(tmp_path / "run", 1)
+    with pytest.raises(FileNotFoundError, match=f"checkpoint folder not found: {tmp_path / 'nope'}"):
+        run.labelreg_loss.load(tmp_path / "nope")
+    trainer = LabelRegTrainer(model=bert_classifier(), args=training_args(tmp_path), method="ls")
+    batch = collate(class_examples(4))
+    batch.pop("labels")
+    with pytest.raises(ValueError, match=r"the batch has no 'labels' \(it holds input_ids, attention_mask\).*"
+                                         r"map them to integer ids first"):
+        trainer.compute_loss(trainer.model, batch)
+
+
 def test_bad_configuration_is_refused(tmp_path):
     model = bert_classifier()
     with pytest.raises(ValueError, match="method must be one of"):

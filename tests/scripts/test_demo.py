@@ -13,12 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     pytest.importorskip("fairseq")
-    out = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "demo.py"), "--workdir", str(tmp_path), "--max-epoch", "2",
-         "--max-pairs", "1500", "--valid-size", "100", "--test-size", "100", "--bpe-merges", "300",
-         "--embed-dim", "32", "--layers", "1", "--heads", "2", "--log-interval", "10"],
-        capture_output=True, text=True,
-    )
+    cmd = [sys.executable, str(REPO / "scripts" / "demo.py"), "--workdir", str(tmp_path), "--max-epoch", "2",
+           "--max-pairs", "1500", "--valid-size", "100", "--test-size", "100", "--bpe-merges", "300",
+           "--embed-dim", "32", "--layers", "1", "--heads", "2", "--log-interval", "10"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "| criterion | alpha |" in out.stdout and "signature: nrefs:1" in out.stdout
     results = json.loads((tmp_path / "results.json").read_text())
@@ -30,6 +28,15 @@ def test_demo_runs_end_to_end(tmp_path):
     for name in ("ls", "maxsup"):
         assert {p.name for p in (tmp_path / "predictions" / name).iterdir()} == {"valid.npz", "test.npz"}
     assert all(0 < r["token_aurc_msp"] < 1 and 0 < r["token_aurc_pnorm"] < 1 for r in results["rows"])
+    # a second run into the same folder refuses; --resume keeps what finished; other options are refused
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr and "DEMO_ARGS=--overwrite" in again.stderr
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    kept = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert kept.returncode == 0 and "'maxsup' finished before (--resume): kept" in kept.stdout, kept.stderr[-2000:]
+    assert json.loads((tmp_path / "results.json").read_text())["rows"] == results["rows"]
+    other = subprocess.run([*cmd, "--resume", "--alpha", "0.2"], capture_output=True, text=True)
+    assert other.returncode == 2 and "alpha 0.1 (now 0.2)" in other.stderr
 
 
 def test_demo_rejects_bad_arguments():

@@ -140,3 +140,79 @@ def test_text_classification_real_default(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["train_examples"] == 10248 and results["test"]["n"] == 1280
     assert results["test"]["accuracy"] > 0.70  # a pretrained encoder, not chance (0.58 = majority class)
+
+
+def _classify(tmp_path: Path, model: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
+    data = tmp_path / "reviews.csv"
+    if not data.exists():
+        _reviews_csv(data)
+    return _run("finetune_text_classification.py", "--model_name_or_path", str(model), "--dataset", str(data),
+                "--text_column", "review", "--label_column", "sentiment", "--method", "ols", "--num_train_epochs", "2",
+                "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--output_dir", str(tmp_path / out),
+                "--disable_tqdm", "true", *extra)
+
+
+def test_text_classification_runs_are_never_overwritten_and_resume_exactly(tmp_path, tiny_classifier):
+    """A re-run into a folder holding a run refuses; --resume_from_checkpoint last continues it
+    after checking every result-changing option; stopping at step 5 and resuming gives the
+    uninterrupted run's test logits (OLS state, optimizer, schedule and data order restored)."""
+    import torch
+
+    from labelreg_nlp.metrics import load_arrays
+
+    straight = _classify(tmp_path, tiny_classifier, "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    manifest = json.loads((tmp_path / "straight" / "run.json").read_text())
+    assert manifest["status"] == "finished" and manifest["options"]["labelreg.method"] == "ols"
+    assert manifest["options"]["training.learning_rate"] == 0.001 and "training.output_dir" not in manifest["options"]
+    before = (tmp_path / "straight" / "results.json").read_text()
+    again = _classify(tmp_path, tiny_classifier, "straight")
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and (tmp_path / "straight" / "results.json").read_text() == before
+    changed = _classify(tmp_path, tiny_classifier, "straight", "--resume_from_checkpoint", "last", "--learning_rate",
+                        "2e-3", "--method", "ls")
+    assert changed.returncode == 2
+    assert "training.learning_rate 0.001 (now 0.002)" in changed.stderr and "method 'ols' (now 'ls')" in changed.stderr
+
+    cut = _classify(tmp_path, tiny_classifier, "cut", "--stop_after_steps", "5")
+    assert cut.returncode == 0, cut.stderr[-3000:]
+    assert "stopped after step 5 of 12" in cut.stdout and not (tmp_path / "cut" / "results.json").exists()
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "stopped"
+    resumed = _classify(tmp_path, tiny_classifier, "cut", "--resume_from_checkpoint", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_arrays(tmp_path / "straight" / "predictions" / "test.npz")["logits"]
+    b = load_arrays(tmp_path / "cut" / "predictions" / "test.npz")["logits"]
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # a wrong resume moves them by ~1e-1
+
+    missing = _classify(tmp_path, tiny_classifier, "cut", "--resume_from_checkpoint", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and f"--resume_from_checkpoint {tmp_path / 'nope'}: no such checkpoint folder" in missing.stderr
+    replaced = _classify(tmp_path, tiny_classifier, "cut", "--overwrite", "--method", "maxsup")
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert json.loads((tmp_path / "cut" / "results.json").read_text())["method"] == "maxsup"
+    inside = _run("finetune_text_classification.py", "--model_name_or_path", str(tiny_classifier), "--dataset",
+                  str(tmp_path / "reviews.csv"), "--text_column", "review", "--label_column", "sentiment",
+                  "--output_dir", str(tmp_path), "--overwrite")
+    assert inside.returncode == 2 and "lies inside --output_dir" in inside.stderr
+
+
+def test_seq2seq_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"de": de, "en": en}) + "\n" for de, en in synthetic_pairs(120)))
+
+    def seq2seq(out: str, *extra: str) -> subprocess.CompletedProcess:
+        return _run("finetune_seq2seq.py", "--train_file", str(data), "--source_column", "de", "--target_column", "en",
+                    "--method", "lls", "--scratch_vocab_size", "60", "--scratch_d_model", "32", "--scratch_layers", "1",
+                    "--num_beams", "2", "--max_target_length", "16", "--per_device_train_batch_size", "16",
+                    "--num_train_epochs", "2", "--output_dir", str(tmp_path / out), "--disable_tqdm", "true", *extra)
+
+    straight = seq2seq("straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    cut = seq2seq("cut", "--stop_after_steps", "7")
+    assert cut.returncode == 0 and "stopped after step 7 of 12" in cut.stdout, cut.stderr[-3000:]
+    assert seq2seq("cut").returncode == 2  # neither flag: refused
+    resumed = seq2seq("cut", "--resume_from_checkpoint", "True")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("straight", "cut"))
+    assert a["bleu"] == b["bleu"]
+    assert a["token_confidence"]["nll"] == pytest.approx(b["token_confidence"]["nll"], rel=1e-5)
+    assert (tmp_path / "straight" / "test.hyp").read_text() == (tmp_path / "cut" / "test.hyp").read_text()
