@@ -121,6 +121,9 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--coverage must be in (0, 1], got {args.coverage}")
     if args.bins < 1:
         parser.error(f"--bins must be >= 1, got {args.bins}")
+    inputs = [Path(run.split("=", 1)[-1]) for run in args.runs]
+    if args.json and _reads(Path(args.json), inputs):
+        parser.error(f"--json {args.json} is one of the prediction files read: it would be overwritten")
     try:
         runs = evaluate_runs(args.runs, args.split, p_grid, args.risk, args.coverage, args.bins)
     except (FileNotFoundError, ValueError) as error:
@@ -135,6 +138,8 @@ def _neighbours(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
     if args.top < 1:
         parser.error(f"--top must be >= 1, got {args.top}")
+    if args.heatmap and _reads(Path(args.heatmap), [Path(args.checkpoint)]):
+        parser.error(f"--heatmap {args.heatmap} is the checkpoint read: it would be overwritten")
     try:
         labels = load_learned_labels(args.checkpoint, names=args.names.split(",") if args.names else None,
                                      dictionary=args.dictionary)
@@ -148,6 +153,16 @@ def _neighbours(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         save_heatmap(labels, classes, args.heatmap)
         print(f"heat map: {args.heatmap}")
     return 0
+
+
+def _reads(output: Path, inputs: list[Path]) -> bool:
+    """Whether ``output`` is one of ``inputs``, or a prediction or checkpoint file (``.npz``,
+    ``.pt``) inside an input folder."""
+    target = output.expanduser().resolve()
+    for source in (p.expanduser().resolve() for p in inputs):
+        if target == source or (source.is_dir() and source in target.parents and target.suffix in (".npz", ".pt")):
+            return True
+    return False
 
 
 if __name__ == "__main__":

@@ -63,3 +63,19 @@ def test_errors_are_one_line(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(["evaluate", str(run), *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_outputs_never_replace_what_is_read(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    from labelreg_nlp.metrics import save_logits
+
+    run = save_logits(tmp_path / "run" / "test.npz", torch.zeros(4, 3), torch.tensor([0, 1, 2, 1]))
+    for extra in (["--json", str(run)], ["--json", str(tmp_path / "run" / "validation.npz")]):
+        out = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "evaluate", str(tmp_path / "run"), *extra],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and "is one of the prediction files read" in out.stderr
+    assert run.stat().st_size > 0
