@@ -102,11 +102,14 @@ def _train_one(args: argparse.Namespace, criterion: str, seed: int, extra: list[
     _need_data(args)
     settings = _settings(args, criterion, seed, extra)
     save = _run_dir(args, settings)
-    resume = resume or args.resume
-    if resume and not save.exists() and _other_runs(args, settings):
+    asked = getattr(args, "resume", False)  # compare --run continues its own runs without being asked
+    resume = resume or asked
+    if asked and not save.exists() and _other_runs(args, settings):
         raise RunDirError(f"--resume: no run of {criterion} seed {seed} with these options; the runs there: "
                           f"{_other_runs(args, settings)}")
-    claimed = claim_run_dir(save, settings.manifest(), resume=resume, overwrite=args.overwrite, flag="the run folder")
+    overwrite = getattr(args, "overwrite", False)
+    claimed = claim_run_dir(save, settings.manifest(), resume=resume and not overwrite, overwrite=overwrite,
+                            flag="the run folder")
     if claimed == "resume" and (save / "train.json").is_file():
         T.log(f"{save.name}: finished before, nothing to train")
         return json.loads((save / "train.json").read_text())
@@ -124,7 +127,7 @@ def _train_one(args: argparse.Namespace, criterion: str, seed: int, extra: list[
             (save / "train.log").replace(kept)
             release_run_dir(save)
             raise T.FairseqFailed(f"fairseq-train failed before its first checkpoint; nothing was kept but its output: "
-                                  f"{kept} (last error: {T._error_line(kept.read_text().splitlines())[:300]})") from None
+                                  f"{kept} (last error: {T.error_line(kept.read_text().splitlines())[:300]})") from None
         mark_run(save, "stopped")
         raise
     if stop is not None:
@@ -157,8 +160,10 @@ def _evaluate_one(args: argparse.Namespace, criterion: str, seed: int, checkpoin
         checkpoint = str(save / "checkpoint_best.pt")
     run_folder = Path(checkpoint).parent
     manifest = RunManifest.read(run_folder)
-    shown = (_shown_settings(T.TrainSettings(**manifest.options)) if manifest is not None
-             else {"checkpoint": str(checkpoint)})
+    if manifest is not None and manifest.script == "nmt.train":
+        shown = _shown_settings(T.TrainSettings(**manifest.options))
+    else:  # a checkpoint from elsewhere (--checkpoint): its file is its setting
+        shown = {"checkpoint": str(checkpoint)}
     scores = T.evaluate(data / "data-bin", checkpoint, data / "ref" / f"test.{prepared['tgt']}", beam=args.beam,
                         tgt=prepared["tgt"], cpu=True if args.cpu else None)
     if not args.no_token_scores:
@@ -227,6 +232,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="skip the teacher-forced token confidence of valid and test (saved as DATA/predictions/"
                         "RUN/{valid,test}.npz for 'labelreg-nlp evaluate')")
     p.add_argument("--results", help="JSON-lines results file (default DATA/results.jsonl)")
+
+
+def _add_refusal_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue a run that stopped (its folder DATA/checkpoints/NAME is named by every option that "
                         "changes the result, recorded in its run.json)")
@@ -267,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with one criterion and seed; arguments this script does not know go to "
                                    "fairseq-train as they are (e.g. --max-update 100 --patience 5).")
     _add_run_options(p)
-    p.add_argument("--criterion", choices=sorted(T.CRITERIA), required=True, help="none, ls, maxsup or ols")
+    _add_refusal_options(p)
+    p.add_argument("--criterion", choices=sorted(T.CRITERIA), required=True, help="the method (labelreg-nlp methods lists them)")
     p.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
     p.add_argument("--stop-after-epoch", type=int, default=None,
                    help="stop after this epoch, as an interrupted run would (for time-limited jobs); continue with "
@@ -290,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a markdown table of BLEU mean +- sample std per criterion.")
     _add_run_options(p)
     p.add_argument("results_files", nargs="*", type=Path, help="JSON-lines results files to collect")
-    p.add_argument("--run", action="store_true", help="train and evaluate every missing (criterion, seed)")
+    p.add_argument("--run", action="store_true", help="train (or continue) and evaluate every run without a result")
+    p.add_argument("--overwrite", action="store_true", help="with --run: delete and retrain the runs without a result")
     p.add_argument("--criteria", default="none,ls,maxsup,ols", help="with --run (default none,ls,maxsup,ols)")
     p.add_argument("--seeds", default="1,2,3", help="with --run (default 1,2,3)")
     p.set_defaults(handler=_compare)

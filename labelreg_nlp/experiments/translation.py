@@ -80,7 +80,7 @@ class FairseqFailed(RuntimeError):
     status, its last error line and where its whole output was written."""
 
 
-def _error_line(lines: list[str]) -> str:
+def error_line(lines: list[str]) -> str:
     """The last line of an output that reads like an error (an exception, fairseq's ``| ERROR |``)."""
     for line in reversed(lines):
         text = line.strip()
@@ -118,7 +118,7 @@ def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lam
             handle, log_file = tempfile.mkstemp(prefix=f"fairseq-{command}-", suffix=".log")
             os.close(handle)
             Path(log_file).write_text(output, encoding="utf-8")
-        raise FairseqFailed(f"fairseq-{command} failed (exit status {proc.returncode}): {_error_line(lines)[:300]} "
+        raise FairseqFailed(f"fairseq-{command} failed (exit status {proc.returncode}): {error_line(lines)[:300]} "
                             f"(its whole output: {log_file})")
     return output
 

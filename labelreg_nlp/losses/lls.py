@@ -60,7 +60,8 @@ class LLSKernel(Kernel):
         d = log_t.sub_(log_p)  # log t - log p
         forward = rowdot(t, d)
         q_d = rowdot(q, d)
-        reverse = -rowdot(log_p.exp_(), _where_p(d, log_p))
+        p = log_p.exp_()
+        reverse = -rowdot(p, _where_p(d, p))
         saved = torch.stack([lse, lse_r, reverse, q_d], dim=1)
         return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, torch.stack([entropy, q.amax(-1)], dim=1))
 

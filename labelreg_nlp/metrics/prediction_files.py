@@ -106,7 +106,11 @@ def read_torch_file(path: str | Path, what: str, map_location: str | torch.devic
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         lines = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
-        first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "") if lines else "not plain tensors"
+        if not lines:  # not a pickle of tensors at all
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+            raise ValueError(f"{path} is not {what}: torch cannot read it (a truncated or foreign file: "
+                             f"{first[:160]})") from None
+        first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
         raise ValueError(f"{path} is not {what}: it holds objects that only unsafe unpickling could load "
                          f"({first[:160]})") from None
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a foreign file; each is one line

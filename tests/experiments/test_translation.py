@@ -138,7 +138,8 @@ def test_prepare_train_evaluate_compare_end_to_end(tmp_path):
     assert logged, (validate.stdout + validate.stderr)[-2000:]
     assert len(scored) == int(logged[2]) and int(scored.correct.sum()) == int(logged[3])
     assert float(-scored.target_log_prob.mean()) / math.log(2) == pytest.approx(float(logged[1]), abs=1.5e-3)
-    rerun = _nmt("compare", "--run", "--data", str(out), "--criteria", "ls", "--seeds", "1", "--recipe", "tiny", "--cpu")
+    rerun = _nmt("compare", "--run", "--data", str(out), "--criteria", "ls", "--seeds", "1", "--recipe", "tiny",
+                 "--tiny-dim", "32", "--tiny-layers", "1", "--max-epoch", "2", "--cpu")
     assert "already evaluated, skipped" in rerun.stdout
 
 

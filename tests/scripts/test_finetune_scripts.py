@@ -152,6 +152,7 @@ def _classify(tmp_path: Path, model: Path, out: str, *extra: str) -> subprocess.
                 "--disable_tqdm", "true", *extra)
 
 
+@pytest.mark.slow
 def test_text_classification_runs_are_never_overwritten_and_resume_exactly(tmp_path, tiny_classifier):
     """A re-run into a folder holding a run refuses; --resume_from_checkpoint last continues it
     after checking every result-changing option; stopping at step 5 and resuming gives the
@@ -195,6 +196,7 @@ def test_text_classification_runs_are_never_overwritten_and_resume_exactly(tmp_p
     assert inside.returncode == 2 and "lies inside --output_dir" in inside.stderr
 
 
+@pytest.mark.slow
 def test_seq2seq_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"de": de, "en": en}) + "\n" for de, en in synthetic_pairs(120)))
