@@ -43,6 +43,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..losses.parts import check_alpha
 from ..losses.registry import ALPHA, METHODS, Method, Option, check_choices, flat_options, get_method
 from ..losses.token_loss import TokenLoss
+from ..metrics.prediction_files import read_torch_file
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "labelreg_state.pt"
@@ -254,7 +255,9 @@ class LabelRegLoss:
                 return  # stateless methods rebuild their schedule position from the trainer state
             raise FileNotFoundError(
                 f"{path} not found: this checkpoint holds no {self.method.upper()} state to resume from")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = read_torch_file(path, f"a {STATE_FILE} (the method's state of a checkpoint)")
+        if not isinstance(saved, dict) or not {"method", "progress", "state"} <= set(saved):
+            raise ValueError(f"{path} is not a {STATE_FILE}: it lacks 'method', 'progress' or 'state'")
         if saved["method"] != self.method:
             raise ValueError(f"{path} was saved for method {saved['method']!r}, this trainer uses {self.method!r}")
         self.token_loss.load_state_dict(saved["state"])

@@ -50,13 +50,16 @@ def test_every_method_trains_and_reports(method, tmp_path):
     assert (tmp_path / "features_pca.png").stat().st_size > 1000
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
-    """OLS (state at period ends), Mixup+CutMix (random draws) and a scheduled alpha: the resumed
-    run's test logits are the uninterrupted run's, bit for bit."""
+@pytest.mark.parametrize("stops", [(1,), (2,), (1, 2)], ids=["after-1", "after-2", "after-1-then-2"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stops):
+    """OLS (state at period ends), Mixup+CutMix (random draws) and a scheduled alpha, stopped after
+    any epoch (and again after resuming): the resumed run's test logits are the uninterrupted
+    run's, bit for bit."""
     args = ("--method", "ols", "--mixup", "0.8", "--cutmix", "1.0", "--epochs", "3")
     assert run(tmp_path / "straight", *args) == 0
-    assert run(tmp_path / "cut", *args, "--stop-after", "1") == 0
-    assert not (tmp_path / "cut" / "results.json").exists()
+    for i, stop in enumerate(stops):
+        assert run(tmp_path / "cut", *args, "--stop-after", str(stop), *(["--resume"] if i else [])) == 0
+        assert not (tmp_path / "cut" / "results.json").exists()
     assert run(tmp_path / "cut", *args, "--resume") == 0
     a = load_arrays(tmp_path / "straight" / "predictions" / "test.npz")["logits"]
     b = load_arrays(tmp_path / "cut" / "predictions" / "test.npz")["logits"]
