@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .parts import LossParts, Reduction, check_alpha, check_reduction, check_soft_target
+from .parts import IGNORE_INDEX, LossParts, Reduction, check_alpha, check_reduction, check_soft_target
 from .schedules import make_schedule
 
 
@@ -32,7 +32,7 @@ class MethodLoss(nn.Module):
     #: check the targets' values (one device-to-host sync per call); set False to skip
     validate_args: bool = True
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         """Summed loss terms over the positions whose target is not ``ignore_index``.
 
@@ -82,7 +82,7 @@ class MethodLoss(nn.Module):
             per_position_penalty=per_row[2].view(shape) if keep_per_position else None,
         )
 
-    def forward(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+    def forward(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
                 reduction: Reduction = "mean") -> Tensor:
         """The loss reduced by ``reduction`` (``"mean"`` over non-ignored positions, ``"sum"``,
         ``"none"``)."""

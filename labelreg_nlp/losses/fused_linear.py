@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import compute_dtype
-from .parts import LossParts, Reduction, check_reduction, check_tensor, flatten_target
+from .parts import IGNORE_INDEX, LossParts, Reduction, check_reduction, check_tensor, flatten_target
 
 #: elements of one chunk of logits (float32: 64 MiB) when ``chunk_rows`` is not given
 FUSED_CHUNK_ELEMENTS = 1 << 24
@@ -70,7 +70,7 @@ class _FusedLinearFn(torch.autograd.Function):
                 z = torch.nn.functional.linear(h, weight, bias)  # the model's dtype, as its own output layer
                 with torch.enable_grad():
                     z.requires_grad_(any_grad)
-                    parts = method.parts(z, target[start:start + chunk_rows])
+                    parts = method.parts(z, target[start:start + chunk_rows], None)  # ignored rows already dropped
                     grads = torch.autograd.grad(parts.loss, [z, *learn], allow_unused=True) if any_grad else ()
                 sums += torch.stack([parts.loss.detach(), parts.nll.detach(), parts.penalty.detach()])
                 ncorrect += parts.ncorrect
@@ -106,7 +106,7 @@ def fused_linear_parts(
     method: MethodLoss,
     *,
     bias: Tensor | None = None,
-    ignore_index: int | None = None,
+    ignore_index: int | None = IGNORE_INDEX,
     chunk_rows: int | None = None,
 ) -> LossParts:
     """The method's loss of the logits ``hidden @ weight.T + bias``, without those logits.
@@ -182,7 +182,7 @@ def fused_linear_loss(
     method: MethodLoss,
     *,
     bias: Tensor | None = None,
-    ignore_index: int | None = None,
+    ignore_index: int | None = IGNORE_INDEX,
     reduction: Reduction = "mean",
     chunk_rows: int | None = None,
 ) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from .base import MethodLoss
 from .learned_tables import FactoredTable, FullTable, RowTable
 from .logit_stats import compute_dtype, row_slices
-from .parts import LossParts, check_inputs, flatten_batch
+from .parts import IGNORE_INDEX, LossParts, check_inputs, flatten_batch
 
 # The kernels keep about six chunk-sized float32 temporaries alive: chunks of a quarter of
 # logit_stats' size hold that to ~25 MiB whatever N is, up to 32k classes. Above, a chunk keeps
@@ -192,7 +192,7 @@ class LearnedTargetLoss(MethodLoss):
     def full(self) -> bool:
         return isinstance(self.table, FullTable)
 
-    def terms(self, logits: Tensor, target: Tensor, ignore_index: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def terms(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per position ``[N]``: the two terms (0 where ignored), then ``info`` [N_live, 4] and the mask."""
         check_inputs(logits, target)
         flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
@@ -207,7 +207,7 @@ class LearnedTargetLoss(MethodLoss):
         second = live_terms.new_zeros(n).index_put((rows,), live_terms[:, 1])
         return first, second, info, mask
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         """``loss`` = summed ``(first + second) / 2``, ``nll`` = summed CE(onehot), ``penalty`` =
         summed second term (what trains the table: the reverse term)."""

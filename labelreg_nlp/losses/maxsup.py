@@ -15,7 +15,16 @@ from __future__ import annotations
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .parts import LossParts, Reduction, check_alpha, check_inputs, check_reduction, gap_parts, soft_gap_parts
+from .parts import (
+    IGNORE_INDEX,
+    LossParts,
+    Reduction,
+    check_alpha,
+    check_inputs,
+    check_reduction,
+    gap_parts,
+    soft_gap_parts,
+)
 
 
 def maxsup_parts(
@@ -23,7 +32,7 @@ def maxsup_parts(
     target: Tensor,
     alpha: float,
     *,
-    ignore_index: int | None = None,
+    ignore_index: int | None = IGNORE_INDEX,
     keep_per_position: bool = False,
     validate_args: bool = True,
 ) -> LossParts:
@@ -33,7 +42,7 @@ def maxsup_parts(
         logits: ``[..., K]``, any float dtype.
         target: ``[...]`` integer class indices.
         alpha: suppression weight in [0, 1].
-        ignore_index: target value of positions left out of every term.
+        ignore_index: target value of positions left out of every term (default -100, as torch's losses; None: none).
         keep_per_position: also keep the loss per position.
         validate_args: check that every target is in ``[0, K)`` or ``ignore_index`` (one
             device-to-host sync); ``False`` skips it.
@@ -81,7 +90,7 @@ def maxsup_loss(
     target: Tensor,
     alpha: float,
     *,
-    ignore_index: int | None = None,
+    ignore_index: int | None = IGNORE_INDEX,
     reduction: Reduction = "mean",
     validate_args: bool = True,
 ) -> Tensor:
@@ -91,7 +100,8 @@ def maxsup_loss(
         logits: ``[..., K]``, any float dtype.
         target: class indices ``[...]`` or a soft distribution ``[..., K]`` (Mixup / CutMix).
         alpha: suppression weight in [0, 1].
-        ignore_index: integer targets only: positions left out of every term.
+        ignore_index: with class indices, the target value of positions left out of every term
+            (default -100, as torch's losses; None: none); soft targets have none.
         reduction: ``"mean"`` over non-ignored positions, ``"sum"`` or ``"none"``.
         validate_args: integer targets: check their values (one device-to-host sync); ``False`` skips it.
 
@@ -115,9 +125,7 @@ def _any_target_parts(logits: Tensor, target: Tensor, alpha: float, ignore_index
     """:func:`soft_target_parts` for float targets with the logits' rank (``[..., K]``),
     :func:`maxsup_parts` otherwise (which refuses float class indices)."""
     check_inputs(logits, target)
-    if target.is_floating_point() and target.dim() == logits.dim():
-        if ignore_index is not None:
-            raise ValueError("ignore_index applies to integer targets only, not soft targets")
+    if target.is_floating_point() and target.dim() == logits.dim():  # ignore_index: class indices only (as torch)
         return soft_target_parts(logits, target, alpha, keep_per_position=keep_per_position)
     return maxsup_parts(logits, target, alpha, ignore_index=ignore_index, keep_per_position=keep_per_position,
                         validate_args=validate_args)
@@ -138,7 +146,7 @@ class MaxSupLoss(ScheduledAlphaLoss):
         0.2
     """
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         return _any_target_parts(logits, target, self.alpha, ignore_index, keep_per_position, self.validate_args)
 

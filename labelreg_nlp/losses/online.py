@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import LogitStats, logit_stats
-from .parts import LossParts, check_alpha, check_inputs, check_soft_target, flatten_batch, weighted_logits
+from .parts import IGNORE_INDEX, LossParts, check_alpha, check_inputs, check_soft_target, flatten_batch, weighted_logits
 
 Init = Literal["uniform", "ls", "zeros"]
 INITS: tuple[str, ...] = ("uniform", "ls", "zeros")
@@ -194,7 +194,7 @@ class OnlineLabelSmoothing(MethodLoss):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ loss
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         """:class:`~labelreg_nlp.losses.parts.LossParts` with ``nll`` = summed CE(onehot),
         ``penalty`` = summed CE(S[y]) and ``loss = hard_weight * nll + soft_weight * penalty``.

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from .logit_stats import logit_stats
 
+#: target value of positions left out of every term, by default (torch's and Hugging Face's -100)
+IGNORE_INDEX = -100
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

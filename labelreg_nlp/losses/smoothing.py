@@ -18,7 +18,16 @@ from typing import Literal
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .parts import LossParts, Reduction, check_alpha, check_inputs, check_reduction, gap_parts, soft_gap_parts
+from .parts import (
+    IGNORE_INDEX,
+    LossParts,
+    Reduction,
+    check_alpha,
+    check_inputs,
+    check_reduction,
+    gap_parts,
+    soft_gap_parts,
+)
 
 Convention = Literal["uniform", "fairseq"]
 CONVENTIONS: tuple[str, ...] = ("uniform", "fairseq")
@@ -53,7 +62,7 @@ def label_smoothing_parts(
     target: Tensor,
     alpha: float,
     *,
-    ignore_index: int | None = None,
+    ignore_index: int | None = IGNORE_INDEX,
     convention: Convention = "uniform",
     keep_per_position: bool = False,
     validate_args: bool = True,
@@ -64,7 +73,7 @@ def label_smoothing_parts(
         logits: ``[..., K]``, any float dtype.
         target: ``[...]`` integer class indices.
         alpha: smoothing weight in [0, 1].
-        ignore_index: target value of positions left out of every term.
+        ignore_index: target value of positions left out of every term (default -100, as torch's losses; None: none).
         convention: ``"uniform"`` or ``"fairseq"`` (see the module docstring).
         keep_per_position: also keep the loss per position.
         validate_args: check that every target is in ``[0, K)`` or ``ignore_index`` (one
@@ -90,7 +99,7 @@ def label_smoothing_loss(
     target: Tensor,
     alpha: float,
     *,
-    ignore_index: int | None = None,
+    ignore_index: int | None = IGNORE_INDEX,
     convention: Convention = "uniform",
     reduction: Reduction = "mean",
     validate_args: bool = True,
@@ -104,7 +113,7 @@ def label_smoothing_loss(
         logits: ``[..., K]``, any float dtype.
         target: ``[...]`` integer class indices.
         alpha: smoothing weight in [0, 1].
-        ignore_index: target value of positions left out (a batch of only those gives 0).
+        ignore_index: target value of positions left out (default -100, as torch's losses; None: none); a batch of only those gives 0.
         convention: ``"uniform"`` or ``"fairseq"``.
         reduction: ``"mean"`` over non-ignored positions, ``"sum"`` or ``"none"``.
         validate_args: check the targets' values (one device-to-host sync); ``False`` skips it.
@@ -154,7 +163,7 @@ class LabelSmoothingLoss(ScheduledAlphaLoss):
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         self.convention = convention
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = None,
+    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         return label_smoothing_parts(logits, target, self.alpha, ignore_index=ignore_index,
                                      convention=self.convention, keep_per_position=keep_per_position,

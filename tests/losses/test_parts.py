@@ -106,5 +106,21 @@ def test_shape_mismatch_and_bad_arguments():
         label_smoothing_loss(logits, target, 0.1, ignore_index=IGNORE, convention="timm")
     with pytest.raises(ValueError, match="soft target shape"):
         maxsup_loss(logits, torch.rand(4, 7, 3), 0.1)
-    with pytest.raises(ValueError, match="ignore_index applies to integer targets"):
-        maxsup_loss(logits, torch.rand_like(logits), 0.1, ignore_index=IGNORE)
+    soft = torch.rand_like(logits)  # soft targets have no ignored positions (torch's cross_entropy alike)
+    assert torch.equal(maxsup_loss(logits, soft, 0.1, ignore_index=IGNORE), maxsup_loss(logits, soft, 0.1, ignore_index=None))
+
+
+def test_ignore_index_defaults_to_torchs():
+    """-100 by default, as torch's losses: a batch padded the torch way needs no argument."""
+
+    from labelreg_nlp import LabelSmoothingLoss, MaxSupLoss
+
+    logits, target = batch()
+    flat_logits, flat_target = logits.reshape(-1, logits.size(-1)), target.reshape(-1)
+    torch.testing.assert_close(label_smoothing_loss(logits, target, 0.1),
+                               F.cross_entropy(flat_logits, flat_target, label_smoothing=0.1))
+    torch.testing.assert_close(maxsup_loss(logits, target, 0.0), F.cross_entropy(flat_logits, flat_target))
+    torch.testing.assert_close(LabelSmoothingLoss(0.1)(logits, target), label_smoothing_loss(logits, target, 0.1))
+    torch.testing.assert_close(MaxSupLoss(0.1)(logits, target), maxsup_loss(logits, target, 0.1))
+    with pytest.raises(ValueError, match="target value -100 is outside"):
+        label_smoothing_loss(logits, target, 0.1, ignore_index=None)
