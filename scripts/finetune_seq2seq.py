@@ -195,6 +195,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     train_result = trainer.train(resume_from_checkpoint=resume)
     if stopped_early(trainer, run_args, training.output_dir):
         return 0
+    trainer.save_model()  # the final model and the method's state (labelreg_state.pt) in OUTPUT_DIR
     test_rows = splits["test"]
     test_data = encode(test_rows)
     output = trainer.predict(test_data, num_beams=script.num_beams, max_length=script.max_target_length)

@@ -205,6 +205,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     train_result = trainer.train(resume_from_checkpoint=resume)
     if stopped_early(trainer, run_args, training.output_dir):
         return 0
+    trainer.save_model()  # the final model and the method's state (labelreg_state.pt) in OUTPUT_DIR
     logits, labels = torch.as_tensor(trainer.predict(test).predictions).float(), torch.as_tensor(test["label"])
     val_logits = (torch.as_tensor(trainer.predict(validation).predictions).float()
                   if validation is not None else None)

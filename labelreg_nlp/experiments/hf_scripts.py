@@ -41,6 +41,10 @@ class RunArguments:
                 "with --resume_from_checkpoint last"})
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The description as written, and every option's default in its help line."""
+
+
 def parse_and_run(dataclass_types: tuple[type, ...], defaults: dict[str, Any], run: Callable[..., int],
                   description: str, argv: list[str] | None = None) -> int:
     """Parse ``argv`` into the dataclasses (``--help`` lists every field) with ``defaults`` for
@@ -49,8 +53,9 @@ def parse_and_run(dataclass_types: tuple[type, ...], defaults: dict[str, Any], r
     outside [0, 1], a negative weight) becomes one line ``error: ...`` and exit status 2."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(dataclass_types, description=description,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    shown = ", ".join(f"--{key} {value}" for key, value in defaults.items())
+    parser = HfArgumentParser(dataclass_types, description=f"{description}\nDefaults this script sets (the others "
+                              f"are TrainingArguments' own):\n  {shown}", formatter_class=HelpFormatter)
     parser.set_defaults(**defaults)
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv)

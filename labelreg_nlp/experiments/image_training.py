@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..integrations.vision import ClassificationLoss
+from ..losses.base import ScheduledAlphaLoss
 from ..losses.registry import METHODS, flat_options, get_method
 from ..metrics import ScoredPredictions, evaluate_confidence, save_logits
 from ..metrics.features import class_separation, linear_probe_accuracy, pca_2d
@@ -168,7 +169,7 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, channels, data.num_classes, height, cfg.width).to(device)
     criterion = ClassificationLoss(cfg.method, cfg.alpha, num_classes=data.num_classes, alpha_end=cfg.alpha_end,
-                                   schedule_horizon=max(cfg.epochs - 1, 1) if cfg.alpha_end is not None else None,
+                                   schedule_horizon=cfg.epochs if cfg.alpha_end is not None else None,
                                    **cfg.method_options).to(device)
     groups = [{"params": list(model.parameters())}]
     if list(criterion.parameters()):  # LS++ / LLS tables learn with the model, without weight decay
@@ -221,6 +222,8 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
         criterion.end_period()
         val_logits, _ = predict(model, x_val, 512, device) if len(y_val) else (None, None)
         row = {"epoch": epoch + 1, "train_loss": total / seen}
+        if isinstance(criterion.method_loss, ScheduledAlphaLoss):
+            row["alpha"] = criterion.method_loss.alpha  # what this epoch trained with
         if val_logits is not None:
             row["val_accuracy"] = float((val_logits.argmax(-1) == y_val).float().mean())
             row["val_nll"] = float(nn.functional.cross_entropy(val_logits, y_val))

@@ -74,6 +74,12 @@ def test_text_classification_end_to_end(tmp_path, tiny_classifier, method):
                                env=ENV, capture_output=True, text=True, timeout=300, check=False)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert f"| msp | {test['aurc']:.4f} |" in evaluated.stdout
+    # the final model and the method's state are saved: what neighbours reads, names from id2label
+    assert (tmp_path / "out" / "labelreg_state.pt").is_file() and (tmp_path / "out" / "config.json").is_file()
+    shown = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "neighbours", str(tmp_path / "out"), "--top", "1"],
+                           env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.startswith(f"{method}: 2 classes") and "| `bad` |" in shown.stdout
 
 
 def test_text_classification_errors_are_one_line(tmp_path):

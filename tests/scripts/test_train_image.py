@@ -172,3 +172,15 @@ def test_help_and_clear_errors(tmp_path):
     assert f"Fashion-MNIST not found in {tmp_path}" in bad.stderr and "apt-get install dataset-fashion-mnist" in bad.stderr
     bad = subprocess.run([sys.executable, str(SCRIPT), "--data", "cifar"], capture_output=True, text=True)
     assert "--data must be fashion-mnist, digits, npz:PATH or folder:PATH, got 'cifar'" in bad.stderr
+
+
+def test_the_alpha_schedule_is_the_authors_per_epoch_values(tmp_path):
+    """MaxSup's 0.1 -> 0.2 (MaxSup paper, Appendix E): alpha_e = 0.1 + 0.1 e / (E - 1) over E
+    epochs, the last epoch at 0.2 (15 epochs: ..., 0.1857, 0.1929, 0.2)."""
+    from labelreg_nlp.losses.schedules import LinearSchedule
+
+    authors = [0.1 + 0.1 * e / 14 for e in range(15)]
+    assert [LinearSchedule(0.1, 0.2, 15)(e) for e in range(15)] == pytest.approx(authors)
+    assert run(tmp_path, "--method", "maxsup", "--alpha-end", "0.2", "--epochs", "3", "--plot-classes", "0") == 0
+    history = json.loads((tmp_path / "results.json").read_text())["history"]
+    assert [row["alpha"] for row in history] == pytest.approx([0.1, 0.15, 0.2])
