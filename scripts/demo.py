@@ -3,7 +3,7 @@
 
 1. build a German-English corpus from the system's gettext catalogs
    (/usr/share/locale/de/LC_MESSAGES; a generated toy corpus where there are none);
-2. the translation pipeline's prepare (``labelreg_nlp.translation``, also behind scripts/nmt.py):
+2. the translation pipeline's prepare (``labelreg_nlp.experiments.translation``, also behind scripts/nmt.py):
    Moses-tokenize, clean the training pairs, learn and apply joint BPE, ``fairseq-preprocess``;
 3. train a small transformer on CPU with each criterion for ``--max-epoch`` epochs (a fixed amount
    of work, so every machine trains the same model: a slower one takes longer, it does not get
