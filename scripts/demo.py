@@ -96,7 +96,7 @@ def manifest(args) -> RunManifest:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", type=Path, default=REPO / "runs" / "demo", help="where data, checkpoints and results go (default: runs/demo)")
+    p.add_argument("--workdir", type=Path, default=Path("runs") / "demo", help="where data, checkpoints and results go (default: runs/demo, under the current folder)")
     p.add_argument("--criteria", default="ls,maxsup", help=f"comma-separated, from {sorted(T.CRITERIA)} (none = no smoothing; default: ls,maxsup)")
     p.add_argument("--alpha", type=float, default=0.1, help="weight of ls, maxsup, lspp, lls (default 0.1)")
     p.add_argument("--max-epoch", type=int, default=7, help="training epochs per criterion (default 7: about 1,280 "
