@@ -164,4 +164,5 @@ def stopped_early(trainer: Any, run: RunArguments, output_dir: str | Path) -> bo
 
 
 def finish(output_dir: str | Path) -> None:
+    """Record in the run's manifest that it finished (results written)."""
     mark_run(output_dir, "finished")
