@@ -44,8 +44,7 @@ from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
     finish,
     limit_splits,
     parse_and_run,
-    stop_callback,
-    stopped_early,
+    train_or_stop,
     write_results,
 )
 from labelreg_nlp.experiments.records import DataError, read_records, select_columns, split_records  # noqa: E402
@@ -156,9 +155,8 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
             ex["source"], ex["target"] = str(ex["source"] or ""), str(ex["target"] or "")
     limit_splits(splits, script.max_train_samples, script.max_eval_samples)
     training.predict_with_generate = True  # BLEU needs generated translations, not logits
-    local = {name: path for name, path in (("--train_file", script.train_file), ("--validation_file",
-             script.validation_file), ("--test_file", script.test_file), ("--model_name_or_path",
-             script.model_name_or_path if script.model_name_or_path != SCRATCH else None)) if path and Path(path).exists()}
+    local = {"--train_file": script.train_file, "--validation_file": script.validation_file,
+             "--test_file": script.test_file, "--model_name_or_path": script.model_name_or_path}
     resume = claim_output_dir("finetune_seq2seq", script, labelreg, training, run_args, local)
     set_seed(training.seed)  # the scratch model starts from the run's seed, as in HF's example scripts
     if script.model_name_or_path != SCRATCH:
@@ -190,12 +188,10 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
         model=model, args=training, train_dataset=train,
         eval_dataset=validation if training.eval_strategy != "no" else None, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), labelreg_args=labelreg,
-        callbacks=[stop_callback(run_args.stop_after_steps)],
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    if stopped_early(trainer, run_args, training.output_dir):
+    train_result = train_or_stop(trainer, resume, run_args)
+    if train_result is None:  # --stop_after_steps
         return 0
-    trainer.save_model()  # the final model and the method's state (labelreg_state.pt) in OUTPUT_DIR
     test_rows = splits["test"]
     test_data = encode(test_rows)
     output = trainer.predict(test_data, num_beams=script.num_beams, max_length=script.max_target_length)

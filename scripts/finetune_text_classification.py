@@ -40,8 +40,7 @@ from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
     finish,
     limit_splits,
     parse_and_run,
-    stop_callback,
-    stopped_early,
+    train_or_stop,
     write_results,
 )
 from labelreg_nlp.experiments.packaged_data import minilm_path, rotten_tomatoes  # noqa: E402
@@ -176,9 +175,8 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     names = label_ids(splits)
     limit_splits(splits, script.max_train_samples, script.max_eval_samples)
     model_path = str(minilm_path()) if script.model_name_or_path == EMBEDDED_MODEL else script.model_name_or_path
-    local = {"--dataset": script.dataset if Path(script.dataset).exists() else None,
-             "--validation_file": script.validation_file, "--test_file": script.test_file,
-             "--model_name_or_path": model_path if Path(model_path).exists() else None}
+    local = {"--dataset": script.dataset, "--validation_file": script.validation_file, "--test_file": script.test_file,
+             "--model_name_or_path": model_path}
     resume = claim_output_dir("finetune_text_classification", script, labelreg, training, run_args, local)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -200,12 +198,10 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
         model=model, args=training, train_dataset=train,
         eval_dataset=validation if training.eval_strategy != "no" else None,
         processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), labelreg_args=labelreg,
-        callbacks=[stop_callback(run_args.stop_after_steps)],
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    if stopped_early(trainer, run_args, training.output_dir):
+    train_result = train_or_stop(trainer, resume, run_args)
+    if train_result is None:  # --stop_after_steps
         return 0
-    trainer.save_model()  # the final model and the method's state (labelreg_state.pt) in OUTPUT_DIR
     logits, labels = torch.as_tensor(trainer.predict(test).predictions).float(), torch.as_tensor(test["label"])
     val_logits = (torch.as_tensor(trainer.predict(validation).predictions).float()
                   if validation is not None else None)

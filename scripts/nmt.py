@@ -104,9 +104,9 @@ def _train_one(args: argparse.Namespace, criterion: str, seed: int, extra: list[
     save = _run_dir(args, settings)
     asked = getattr(args, "resume", False)  # compare --run continues its own runs without being asked
     resume = resume or asked
-    if asked and not save.exists() and _other_runs(args, settings):
-        raise RunDirError(f"--resume: no run of {criterion} seed {seed} with these options; the runs there: "
-                          f"{_other_runs(args, settings)}")
+    others = _other_runs(args, settings) if asked and not save.exists() else ""
+    if others:
+        raise RunDirError(f"--resume: no run of {criterion} seed {seed} with these options; the runs there: {others}")
     overwrite = getattr(args, "overwrite", False)
     claimed = claim_run_dir(save, settings.manifest(), resume=resume and not overwrite, overwrite=overwrite,
                             flag="the run folder")
@@ -120,14 +120,14 @@ def _train_one(args: argparse.Namespace, criterion: str, seed: int, extra: list[
         stats = T.train(Path(args.data) / "data-bin", save, criterion, seed, alpha=args.alpha, model=settings.model,
                         max_epoch=stop or args.max_epoch, minutes=args.minutes, extra=extra,
                         cpu=settings.device == "cpu", fp16=settings.fp16, log_file=save / "train.log")
-    except T.FairseqFailed:
+    except T.FairseqFailed as failure:
         if not any(save.glob("checkpoint*.pt")):  # nothing to continue from: leave no run behind
             kept = Path(args.data) / "logs" / f"{save.name}.train.log"
             kept.parent.mkdir(parents=True, exist_ok=True)
-            (save / "train.log").replace(kept)
+            failure.log_file.replace(kept)
             release_run_dir(save)
-            raise T.FairseqFailed(f"fairseq-train failed before its first checkpoint; nothing was kept but its output: "
-                                  f"{kept} (last error: {T.error_line(kept.read_text().splitlines())[:300]})") from None
+            raise T.FairseqFailed(failure.command, failure.returncode, failure.error, kept,
+                                  when=" before its first checkpoint, so no run was kept") from None
         mark_run(save, "stopped")
         raise
     if stop is not None:

@@ -134,33 +134,36 @@ def claim_output_dir(script_name: str, script: Any, labelreg: Any, training: Any
     return True
 
 
-def stop_callback(step: int | None):
-    """A ``TrainerCallback`` that saves a checkpoint and stops after optimizer step ``step``."""
+def train_or_stop(trainer: Any, resume: str | bool | None, run: RunArguments) -> Any | None:
+    """``trainer.train(resume_from_checkpoint=resume)``, stopping after ``--stop_after_steps``
+    (with a checkpoint) when asked.
+
+    Returns:
+        The ``TrainOutput``, with the final model and the method's state saved in
+        ``--output_dir``; ``None`` when it stopped early (then the manifest says so and a line
+        tells how to continue).
+    """
     from transformers import TrainerCallback
 
-    if step is not None and step < 1:
-        raise ValueError(f"--stop_after_steps must be >= 1, got {step}")
+    step = run.stop_after_steps
 
     class StopAfterSteps(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if step is not None and state.global_step >= step and state.global_step < state.max_steps:
+            if step is not None and step <= state.global_step < state.max_steps:
                 control.should_save = True
                 control.should_training_stop = True
             return control
 
-    return StopAfterSteps()
-
-
-def stopped_early(trainer: Any, run: RunArguments, output_dir: str | Path) -> bool:
-    """Whether training stopped at ``--stop_after_steps`` (then the manifest says so and a line
-    tells how to continue)."""
+    trainer.add_callback(StopAfterSteps())
+    result = trainer.train(resume_from_checkpoint=resume)
     state = trainer.state
-    if run.stop_after_steps is None or state.global_step >= state.max_steps:
-        return False
-    mark_run(output_dir, "stopped")
-    print(f"stopped after step {state.global_step} of {state.max_steps} (--stop_after_steps); continue with "
-          f"--resume_from_checkpoint last")
-    return True
+    if step is not None and state.global_step < state.max_steps:
+        mark_run(trainer.args.output_dir, "stopped")
+        print(f"stopped after step {state.global_step} of {state.max_steps} (--stop_after_steps); continue with "
+              f"--resume_from_checkpoint last")
+        return None
+    trainer.save_model()  # the final model and the method's state (labelreg_state.pt)
+    return result
 
 
 def finish(output_dir: str | Path) -> None:

@@ -102,8 +102,6 @@ def load_npz(path: str | Path) -> ImageData:
     """Arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` from an ``.npz`` (optional ``classes``)."""
     from ..metrics.prediction_files import read_npz
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"npz:PATH: no file {str(path)!r}")
     arrays = read_npz(path)
     needed = ("x_train", "y_train", "x_test", "y_test")
     missing = [k for k in needed if k not in arrays]

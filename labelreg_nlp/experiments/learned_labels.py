@@ -24,6 +24,7 @@ from ..losses.base import MethodLoss
 from ..losses.learned import LearnedTargetLoss
 from ..losses.online import OnlineLabelSmoothing
 from ..losses.registry import METHODS
+from ..metrics.prediction_files import first_line
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 STATE_FILE = "labelreg_state.pt"  # what the Hugging Face trainers write in each checkpoint
@@ -59,9 +60,8 @@ def module_from_state(method: str, state: dict[str, Tensor]) -> MethodLoss:
     try:
         return _build_from_state(method, own, state)
     except (KeyError, RuntimeError, TypeError, AttributeError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"the {method} state is incomplete or of another version ({type(error).__name__}: "
-                         f"{first[:160]})") from None
+                         f"{first_line(error)})") from None
 
 
 def _build_from_state(method: str, own: dict[str, Tensor], state: dict[str, Tensor]) -> MethodLoss:
@@ -188,9 +188,8 @@ def _read_checkpoint(file: Path) -> dict:
     try:
         saved = torch.load(file, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a foreign file; each is one line
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
         raise ValueError(f"{file} is not a checkpoint torch can read (truncated, or another kind of file: "
-                         f"{first[:160]})") from None
+                         f"{first_line(error)})") from None
     if not isinstance(saved, dict):
         raise ValueError(f"{file} holds a {type(saved).__name__}, not a checkpoint (a dict with the criterion's "
                          f"or the trainer's state)")

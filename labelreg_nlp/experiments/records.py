@@ -83,7 +83,7 @@ def _read_delimited(text: str, path: str | Path, delimiter: str | None) -> list[
         delimiter = max(counts, key=counts.get) if max(counts.values()) else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        rows = [row for row in reader]
+        rows = list(reader)
     except csv.Error as error:
         raise DataError(f"{path}: cannot parse: {error}") from None
     rows = [row for row in rows if any(cell.strip() for cell in row)]

@@ -188,18 +188,22 @@ def check_outputs_apart(outputs: Mapping[str, str | Path | None], inputs: Mappin
 
     Args:
         outputs: flag -> file or folder the script writes (``None`` entries are skipped).
-        inputs: flag -> file or folder the script reads.
+        inputs: flag -> file or folder the script reads (``None`` entries and names that are not
+            on disk, such as a hub model or data set name, are skipped).
 
     Raises:
         RunDirError: naming the two flags and paths.
 
     Example:
-        >>> check_outputs_apart({"--results_file": "a.csv"}, {"--dataset": "./a.csv"})
+        >>> import tempfile
+        >>> data = Path(tempfile.mkdtemp()) / "a.csv"
+        >>> _ = data.write_text("text,label")
+        >>> check_outputs_apart({"--results_file": data}, {"--dataset": data.parent / "." / "a.csv"})
         Traceback (most recent call last):
         ...
-        labelreg_nlp.experiments.run_dirs.RunDirError: --results_file a.csv is also the input --dataset ./a.csv: it would be overwritten
+        labelreg_nlp.experiments.run_dirs.RunDirError: --results_file .../a.csv is also the input --dataset .../a.csv: it would be overwritten
     """
-    resolved = {name: Path(p).expanduser().resolve() for name, p in inputs.items() if p}
+    resolved = {name: Path(p).expanduser().resolve() for name, p in inputs.items() if p and Path(p).expanduser().exists()}
     for out_name, out in outputs.items():
         if not out:
             continue

@@ -77,7 +77,12 @@ def cuda_available() -> bool:
 
 class FairseqFailed(RuntimeError):
     """A fairseq command that exited with an error; the message is one line: the command, its exit
-    status, its last error line and where its whole output was written."""
+    status, its last error line and where its whole output was written (``log_file``)."""
+
+    def __init__(self, command: str, returncode: int, error: str, log_file: str | Path, when: str = "") -> None:
+        self.command, self.returncode, self.error, self.log_file = command, returncode, error, Path(log_file)
+        super().__init__(f"fairseq-{command} failed{when} (exit status {returncode}): {error[:300]} "
+                         f"(its whole output: {log_file})")
 
 
 def error_line(lines: list[str]) -> str:
@@ -108,18 +113,16 @@ def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lam
             if echo(line):
                 print("    " + line.rstrip(), flush=True)
     output = "".join(lines)
+    if proc.returncode and log_file is None:  # a failure's output is kept somewhere all the same
+        import tempfile
+
+        handle, log_file = tempfile.mkstemp(prefix=f"fairseq-{command}-", suffix=".log")
+        os.close(handle)
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         Path(log_file).write_text(output, encoding="utf-8")
     if proc.returncode:
-        if log_file is None:
-            import tempfile
-
-            handle, log_file = tempfile.mkstemp(prefix=f"fairseq-{command}-", suffix=".log")
-            os.close(handle)
-            Path(log_file).write_text(output, encoding="utf-8")
-        raise FairseqFailed(f"fairseq-{command} failed (exit status {proc.returncode}): {error_line(lines)[:300]} "
-                            f"(its whole output: {log_file})")
+        raise FairseqFailed(command, proc.returncode, error_line(lines), log_file)
     return output
 
 

@@ -104,19 +104,20 @@ def read_torch_file(path: str | Path, what: str, map_location: str | torch.devic
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        lines = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
-        if not lines:  # not a pickle of tensors at all
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
-            raise ValueError(f"{path} is not {what}: torch cannot read it (a truncated or foreign file: "
-                             f"{first[:160]})") from None
-        first = lines[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
-        raise ValueError(f"{path} is not {what}: it holds objects that only unsafe unpickling could load "
-                         f"({first[:160]})") from None
     except Exception as error:  # noqa: BLE001 - torch.load fails in many ways on a foreign file; each is one line
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        unsafe = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        if isinstance(error, pickle.UnpicklingError) and unsafe:
+            found = unsafe[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
+            raise ValueError(f"{path} is not {what}: it holds objects that only unsafe unpickling could load "
+                             f"({found[:160]})") from None
         raise ValueError(f"{path} is not {what}: torch cannot read it (a truncated or foreign file: "
-                         f"{first[:160]})") from None
+                         f"{first_line(error)})") from None
+
+
+def first_line(error: BaseException) -> str:
+    """What an exception says, for a one-line message: its first line up to the first sentence's
+    end, at most 160 characters (its type when it says nothing)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:160]
 
 
 def load_arrays(path: str | Path) -> dict[str, Tensor]:
@@ -182,5 +183,4 @@ def read_npz(path: str | Path) -> dict[str, Any]:
             raise ValueError(f"{path}: holds Python objects (arrays of dtype object), which are not read") from None
         raise ValueError(f"{path} is not a readable .npz: {str(error).splitlines()[0][:160]}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path} is not a readable .npz (truncated or damaged: {first[:160]})") from None
+        raise ValueError(f"{path} is not a readable .npz (truncated or damaged: {first_line(error)})") from None
