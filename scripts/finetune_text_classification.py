@@ -30,6 +30,7 @@ from transformers import (  # noqa: E402
     AutoTokenizer,
     DataCollatorWithPadding,
     TrainingArguments,
+    set_seed,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -178,6 +179,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     local = {"--dataset": script.dataset, "--validation_file": script.validation_file, "--test_file": script.test_file,
              "--model_name_or_path": model_path}
     resume = claim_output_dir("finetune_text_classification", script, labelreg, training, run_args, local)
+    set_seed(training.seed)  # the new classification head starts from the run's seed, as in HF's example scripts
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForSequenceClassification.from_pretrained(
