@@ -71,7 +71,7 @@ def _model_args(args: argparse.Namespace) -> list[str]:
 def _settings(args: argparse.Namespace, criterion: str, seed: int, extra: list[str]) -> T.TrainSettings:
     """Every option of the run that changes its result (the run folder is named after them)."""
     cpu = True if args.cpu else not T.cuda_available()
-    has_alpha = T.ALPHA in T.get_method(criterion).options
+    has_alpha = T.get_method(criterion).has_alpha
     return T.TrainSettings(criterion=criterion, seed=seed, alpha=args.alpha if has_alpha else None, recipe=args.recipe,
                            model=_model_args(args), max_epoch=args.max_epoch, minutes=args.minutes,
                            device="cpu" if cpu else "cuda", fp16=not cpu, extra=list(extra))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..integrations.vision import ClassificationLoss
 from ..losses.base import ScheduledAlphaLoss
+from ..losses.options import SHARED_OPTIONS
 from ..losses.registry import METHODS, flat_options, get_method
 from ..metrics import ScoredPredictions, evaluate_confidence, save_logits
 from ..metrics.features import class_separation, linear_probe_accuracy, pca_2d
@@ -83,7 +84,7 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--alpha-end", type=float, default=None,
                        help="alpha grows linearly from --alpha to this over the epochs (MaxSup: 0.1 -> 0.2)")
     for flat, option in flat_options().items():
-        if flat == "alpha":
+        if flat in SHARED_OPTIONS:
             continue
         flag = "--" + flat.replace("_", "-")
         text = f"{option.help} (default: {option.default!r})"
@@ -98,7 +99,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
     spec = get_method(args.method)
     out = {}
     for flat, option in spec.flat_options().items():
-        if flat != "alpha" and getattr(args, flat) != option.default:
+        if flat not in SHARED_OPTIONS and getattr(args, flat) != option.default:
             out[flat] = getattr(args, flat)
     return out
 

@@ -68,12 +68,12 @@ def _build_from_state(method: str, own: dict[str, Tensor], state: dict[str, Tens
     spec = METHODS[method]
     if method == "ols":
         k, topk = (int(v) for v in own["shape_info"].tolist())
-        module = spec.build(k, dense=topk == 0, topk=topk or None)
+        module = spec.build(spec.options(dense=topk == 0, topk=topk or None), k)
     elif "table.weight" in own:
-        module = spec.build(int(own["table.weight"].shape[0]), full=True)
+        module = spec.build(spec.options(full=True), int(own["table.weight"].shape[0]))
     elif "table.u" in own:
         k, rank = own["table.u"].shape
-        module = spec.build(int(k), rank=int(rank))
+        module = spec.build(spec.options(rank=int(rank)), int(k))
     else:
         raise ValueError(f"no learned {method} state among {sorted(state)[:8]}")
     module.load_state_dict(own)

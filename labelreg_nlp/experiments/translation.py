@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..losses.registry import ALPHA, METHODS, get_method
+from ..integrations.fairseq_names import fairseq_command_line
+from ..losses.registry import METHODS, get_method
 from .run_dirs import RunManifest
 
 USER_DIR = Path(__file__).resolve().parent.parent / "integrations" / "fairseq_user_dir" / "labelreg_nlp_criterions"
@@ -37,8 +38,7 @@ CRITERIA: tuple[str, ...] = tuple(METHODS)  # what ``train --criterion`` accepts
 def criterion_args(method: str, alpha: float) -> list[str]:
     """fairseq-train arguments that select ``method`` with weight ``alpha`` (ignored by methods
     without one): ``--criterion maxsup_cross_entropy --maxsup-alpha 0.1``."""
-    spec = get_method(method)
-    return spec.fairseq.command_line(alpha if ALPHA in spec.options else None)
+    return fairseq_command_line(method, alpha if get_method(method).has_alpha else None)
 
 
 # fairseq's examples/translation README, IWSLT'14 German to English (transformer_iwslt_de_en)

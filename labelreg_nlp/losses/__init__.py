@@ -4,33 +4,47 @@ alpha schedules, the method registry and the method-by-name :class:`TokenLoss`."
 from .base import MethodLoss, ScheduledAlphaLoss
 from .fused_linear import fused_linear_loss, fused_linear_parts
 from .learned import LearnedTargetLoss
-from .lls import LearnableLabelSmoothing
-from .lspp import LabelSmoothingPlusPlus
-from .maxsup import MaxSupLoss, maxsup_loss, maxsup_parts, soft_target_parts
-from .online import OnlineLabelSmoothing
+from .lls import LearnableLabelSmoothing, LLSOptions
+from .lspp import LabelSmoothingPlusPlus, LSPPOptions
+from .maxsup import MaxSupLoss, MaxSupOptions, maxsup_loss, maxsup_parts, soft_target_parts
+from .online import OLSOptions, OnlineLabelSmoothing
 from .online_dense import DenseOnlineLabelSmoothing
 from .online_sparse import SparseOnlineLabelSmoothing
+from .options import OptionField, option_fields
 from .parts import LossParts, check_alpha
-from .registry import METHODS, Method, Option, get_method, methods_table
+from .registry import METHODS, Method, get_method, methods_table, register_method
 from .schedules import ConstantSchedule, LinearSchedule, make_schedule
-from .smoothing import LabelSmoothingLoss, label_smoothing_loss, label_smoothing_parts, smoothing_coefficient
+from .smoothing import (
+    CrossEntropyOptions,
+    LabelSmoothingLoss,
+    LabelSmoothingOptions,
+    label_smoothing_loss,
+    label_smoothing_parts,
+    smoothing_coefficient,
+)
 from .token_loss import TokenLoss
 
 __all__ = [
     "METHODS",
     "ConstantSchedule",
+    "CrossEntropyOptions",
     "DenseOnlineLabelSmoothing",
     "LabelSmoothingPlusPlus",
     "LearnableLabelSmoothing",
     "LearnedTargetLoss",
+    "LLSOptions",
+    "LSPPOptions",
     "LabelSmoothingLoss",
+    "LabelSmoothingOptions",
     "LinearSchedule",
     "LossParts",
     "MaxSupLoss",
+    "MaxSupOptions",
     "Method",
     "MethodLoss",
+    "OLSOptions",
     "OnlineLabelSmoothing",
-    "Option",
+    "OptionField",
     "ScheduledAlphaLoss",
     "SparseOnlineLabelSmoothing",
     "TokenLoss",
@@ -44,6 +58,8 @@ __all__ = [
     "maxsup_loss",
     "maxsup_parts",
     "methods_table",
+    "option_fields",
+    "register_method",
     "smoothing_coefficient",
     "soft_target_parts",
 ]

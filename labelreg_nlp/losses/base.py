@@ -31,6 +31,10 @@ class MethodLoss(nn.Module):
 
     #: check the targets' values (one device-to-host sync per call); set False to skip
     validate_args: bool = True
+    #: built with K (a state or a table per class)
+    NEEDS_NUM_CLASSES: bool = False
+    #: has periods that adapters end with :meth:`end_period` (every epoch or every N updates)
+    PERIODIC: bool = False
 
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:

@@ -146,6 +146,7 @@ class LearnedTargetLoss(MethodLoss):
 
     kernel: Kernel
     exclude_target: bool
+    NEEDS_NUM_CLASSES = True
     NAME: str = ""
     TITLE: str = ""
     #: alpha = 1 allowed (LLS) or not (LS++), and why alpha's range is what it is
@@ -161,10 +162,7 @@ class LearnedTargetLoss(MethodLoss):
         if k < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
         self.alpha = self.check_alpha(alpha)
-        if rank is not None and (isinstance(rank, bool) or int(rank) != rank or int(rank) < 1):
-            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
-        if full and rank is not None:
-            raise ValueError("give either full=True or rank, not both")
+        self.check_table(rank, full, full_name="full=True")
         self.num_classes = k
         if full or (rank is None and k <= FULL_MAX_CLASSES):
             self.table: RowTable = FullTable(k, self.exclude_target)
@@ -178,15 +176,24 @@ class LearnedTargetLoss(MethodLoss):
         cls.TARGET_LOG_SUMS = (f"{cls.NAME}_entropy", f"{cls.NAME}_top_mass")
 
     @classmethod
-    def check_alpha(cls, alpha: float) -> float:
-        """``alpha`` as a float, or ``ValueError`` naming it outside (0, 1] (LLS) or (0, 1) (LS++)."""
+    def check_alpha(cls, alpha: float, name: str = "alpha") -> float:
+        """``alpha`` as a float, or ``ValueError`` naming it (as ``name``) outside (0, 1] (LLS) or
+        (0, 1) (LS++)."""
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-            raise TypeError(f"alpha must be a number, got {type(alpha).__name__} {alpha!r}")
+            raise TypeError(f"{name} must be a number, got {type(alpha).__name__} {alpha!r}")
         value = float(alpha)
         if not (0.0 < value < 1.0 or (cls.ALPHA_ONE and value == 1.0)):  # also rejects NaN
             interval = "(0, 1]" if cls.ALPHA_ONE else "(0, 1)"
-            raise ValueError(f"alpha must be in {interval} for {cls.TITLE} ({cls.ALPHA_WHY}), got {alpha!r}")
+            raise ValueError(f"{name} must be in {interval} for {cls.TITLE} ({cls.ALPHA_WHY}), got {alpha!r}")
         return value
+
+    @staticmethod
+    def check_table(rank: int | None, full: bool, rank_name: str = "rank", full_name: str = "full") -> None:
+        """``ValueError`` naming ``rank`` unless ``None`` or an integer >= 1, or both given."""
+        if rank is not None and (isinstance(rank, bool) or int(rank) != rank or int(rank) < 1):
+            raise ValueError(f"{rank_name} must be an integer >= 1, got {rank!r}")
+        if full and rank is not None:
+            raise ValueError(f"give either {full_name} or {rank_name}, not both")
 
     @property
     def full(self) -> bool:

@@ -21,11 +21,13 @@ Gradients per position, with ``p = softmax(z)``, ``q = softmax(Q[y])``, ``d = lo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .learned import ChunkTerms, Kernel, LearnedTargetLoss, rowdot
+from .learned import DEFAULT_RANK, FULL_MAX_CLASSES, ChunkTerms, Kernel, LearnedTargetLoss, rowdot
+from .options import Label, option, same_name
 
 
 def _where_p(d: Tensor, p: Tensor) -> Tensor:
@@ -115,3 +117,30 @@ class LearnableLabelSmoothing(LearnedTargetLoss):
     exclude_target = False
     NAME, TITLE = "lls", "LLS"
     ALPHA_WHY = "KL(p || t) is infinite at 0"
+
+
+@dataclass(frozen=True)
+class LLSOptions:
+    """Options of Learnable Label Smoothing (``lls``).
+
+    Example:
+        >>> LLSOptions(alpha=0.1, rank=8).build(num_classes=100).table.u.shape
+        torch.Size([100, 8])
+    """
+
+    alpha: float = option(0.1, "weight of the learned distribution softmax(Q[y]) in the target (paper: 0.1)", valid="(0, 1]")
+    rank: int | None = option(None, f"factored table Q[y] = u_y V^T of this rank (vocabulary scale; default: the "
+                                    f"full table up to {FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK})",
+                              valid=">= 1")
+    full: bool = option(False, "force the full table (K x K parameters)")
+
+    def validate(self, label: Label = same_name) -> None:
+        """``ValueError`` (or ``TypeError``) naming the first bad option, spelled by ``label``."""
+        LearnableLabelSmoothing.check_alpha(self.alpha, label("alpha"))
+        LearnableLabelSmoothing.check_table(self.rank, self.full, label("rank"), label("full"))
+
+    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> LearnableLabelSmoothing:
+        """The loss module over ``num_classes`` (required; ``schedule_horizon`` is not used)."""
+        if num_classes is None:
+            raise ValueError("method 'lls' needs num_classes (the size of the label set or vocabulary)")
+        return LearnableLabelSmoothing(num_classes, alpha=self.alpha, rank=self.rank, full=self.full)

@@ -21,11 +21,13 @@ The authors' code adds 1e-6 inside both logarithms; here they are exact, which n
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .learned import ChunkTerms, Kernel, LearnedTargetLoss, rowdot
+from .learned import DEFAULT_RANK, FULL_MAX_CLASSES, ChunkTerms, Kernel, LearnedTargetLoss, rowdot
+from .options import Label, option, same_name
 
 
 class LSPPKernel(Kernel):
@@ -89,3 +91,30 @@ class LabelSmoothingPlusPlus(LearnedTargetLoss):
     exclude_target = True
     NAME, TITLE = "lspp", "LS++"
     ALPHA_ONE, ALPHA_WHY = False, "log t must be finite on and off the target"
+
+
+@dataclass(frozen=True)
+class LSPPOptions:
+    """Options of Label Smoothing++ (``lspp``).
+
+    Example:
+        >>> LSPPOptions(alpha=0.1, rank=8).build(num_classes=100).table.u.shape
+        torch.Size([100, 8])
+    """
+
+    alpha: float = option(0.1, "weight of the learned distribution c_y in the target (paper: 0.1)", valid="(0, 1)")
+    rank: int | None = option(None, f"factored table C[y] = u_y V^T of this rank (vocabulary scale; default: the "
+                                    f"full table up to {FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK})",
+                              valid=">= 1")
+    full: bool = option(False, "force the full table (K x (K - 1) parameters)")
+
+    def validate(self, label: Label = same_name) -> None:
+        """``ValueError`` (or ``TypeError``) naming the first bad option, spelled by ``label``."""
+        LabelSmoothingPlusPlus.check_alpha(self.alpha, label("alpha"))
+        LabelSmoothingPlusPlus.check_table(self.rank, self.full, label("rank"), label("full"))
+
+    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> LabelSmoothingPlusPlus:
+        """The loss module over ``num_classes`` (required; ``schedule_horizon`` is not used)."""
+        if num_classes is None:
+            raise ValueError("method 'lspp' needs num_classes (the size of the label set or vocabulary)")
+        return LabelSmoothingPlusPlus(num_classes, alpha=self.alpha, rank=self.rank, full=self.full)

@@ -12,9 +12,12 @@ the authors' ``topk(1)`` may pick another one of them. The loss value is the sam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
+from .options import Label, option, same_name
 from .parts import (
     IGNORE_INDEX,
     LossParts,
@@ -152,3 +155,27 @@ class MaxSupLoss(ScheduledAlphaLoss):
 
     def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
         return soft_target_parts(logits, target, self.alpha, keep_per_position=keep_per_position)
+
+
+@dataclass(frozen=True)
+class MaxSupOptions:
+    """Options of Max Suppression (``maxsup``).
+
+    Example:
+        >>> MaxSupOptions(alpha=0.1, alpha_end=0.2).build(schedule_horizon=10)
+        MaxSupLoss(alpha=0.1 -> 0.2 over 10 steps, progress=0)
+    """
+
+    alpha: float = option(0.1, "suppression weight (with alpha_end: the schedule's start)", valid="[0, 1]")
+    alpha_end: float | None = option(None, "if set, alpha goes linearly from alpha to this value over the "
+                                           "schedule horizon (the authors: 0.1 -> 0.2)", valid="[0, 1]")
+
+    def validate(self, label: Label = same_name) -> None:
+        """``ValueError`` (or ``TypeError``) naming the first bad option, spelled by ``label``."""
+        check_alpha(self.alpha, label("alpha"))
+        if self.alpha_end is not None:
+            check_alpha(self.alpha_end, label("alpha_end"))
+
+    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> MaxSupLoss:
+        """The loss module, its schedule over ``schedule_horizon`` steps (``num_classes`` is not used)."""
+        return MaxSupLoss(self.alpha, alpha_end=self.alpha_end, schedule_horizon=schedule_horizon)

@@ -23,6 +23,7 @@ same interface:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -31,6 +32,7 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import LogitStats, logit_stats
+from .options import Label, check_choice, option, same_name
 from .parts import IGNORE_INDEX, LossParts, check_alpha, check_inputs, check_soft_target, flatten_batch, weighted_logits
 
 Init = Literal["uniform", "ls", "zeros"]
@@ -92,6 +94,8 @@ class OnlineLabelSmoothing(MethodLoss):
     """
 
     dense: bool
+    NEEDS_NUM_CLASSES = True
+    PERIODIC = True
 
     def __new__(cls, num_classes: int | None = None, *args: Any, topk: int | None = None,
                 dense: bool = False, **kwargs: Any) -> OnlineLabelSmoothing:
@@ -331,3 +335,50 @@ class OnlineLabelSmoothing(MethodLoss):
 
 def _describe(shape_info: list[int]) -> str:
     return f"num_classes={shape_info[0]}, " + ("dense" if shape_info[1] == 0 else f"topk={shape_info[1]}")
+
+
+@dataclass(frozen=True)
+class OLSOptions:
+    """Options of Online Label Smoothing (``ols``); the defaults are the paper's Algorithm 1.
+
+    Example:
+        >>> OLSOptions(topk=8).build(num_classes=100)
+        SparseOnlineLabelSmoothing(num_classes=100, topk=8, hard_weight=0.5, soft_weight=0.5)
+    """
+
+    hard_weight: float = option(0.5, "weight of CE against the hard label (paper: 0.5)", valid=">= 0")
+    soft_weight: float = option(0.5, "weight of CE against the online soft label (paper: 0.5)", valid=">= 0")
+    init: Init = option("uniform", "soft labels of the first period: uniform (paper), ls (label smoothing with "
+                                   "init_alpha), zeros (official code: no soft term at first)")
+    init_alpha: float = option(0.1, "smoothing weight of init 'ls'", valid="[0, 1]")
+    topk: int | None = option(None, f"sparse soft labels keeping the top-k classes per row (default: dense up to "
+                                    f"{DENSE_MAX_CLASSES} classes, else k = {DEFAULT_TOPK})", valid="[1, K]")
+    dense: bool = option(False, "force dense K x K soft labels")
+    unseen: Unseen = option("uniform", "soft label of a class with no correct prediction in the period: uniform "
+                                       "(paper), zeros (the MaxSup authors' OLS baseline)")
+    freeze_above: float | None = option(None, "keep a class's soft label once its largest entry reaches this value "
+                                              "(official fine-grained script: 0.88; default: always update)",
+                                        valid="[0, 1]")
+
+    def validate(self, label: Label = same_name) -> None:
+        """``ValueError`` naming the first bad option, spelled by ``label`` (``topk``'s upper
+        bound, K, is checked when the loss is built)."""
+        check_weight(self.hard_weight, label("hard_weight"))
+        check_weight(self.soft_weight, label("soft_weight"))
+        check_choice(self.init, INITS, label("init"))
+        check_alpha(self.init_alpha, label("init_alpha"))
+        if self.topk is not None and (isinstance(self.topk, bool) or int(self.topk) != self.topk or self.topk < 1):
+            raise ValueError(f"{label('topk')} must be an integer >= 1, got {self.topk!r}")
+        if self.dense and self.topk is not None:
+            raise ValueError(f"give either {label('dense')} or {label('topk')}, not both")
+        check_choice(self.unseen, UNSEEN, label("unseen"))
+        if self.freeze_above is not None:
+            check_alpha(self.freeze_above, label("freeze_above"))
+
+    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> OnlineLabelSmoothing:
+        """The loss module over ``num_classes`` (required; ``schedule_horizon`` is not used)."""
+        if num_classes is None:
+            raise ValueError("method 'ols' needs num_classes (the size of the label set or vocabulary)")
+        return OnlineLabelSmoothing(num_classes, hard_weight=self.hard_weight, soft_weight=self.soft_weight,
+                                    init=self.init, init_alpha=self.init_alpha, topk=self.topk, dense=self.dense,
+                                    unseen=self.unseen, freeze_above=self.freeze_above)

@@ -1,107 +1,35 @@
-"""The method registry: each method declares here, once, its name, options and how to build it.
+"""The method registry: each method's name, title, loss module, options dataclass and paper, once.
 
-Everything that offers a choice of method derives it from :data:`METHODS`: :class:`TokenLoss`
-(keyword arguments), the fairseq criteria (one criterion per method, options named from
-:class:`FairseqNames`), the Hugging Face ``LabelRegArguments`` (one field per option), the
-scripts' ``--method``/``--criteria`` choices and the documentation's method table
-(``labelreg-nlp methods``).
+Everything that offers a choice of method reads it from :data:`METHODS`: :class:`TokenLoss`,
+the Hugging Face ``LabelRegArguments``, the image script's flags, the scripts'
+``--method``/``--criteria`` choices and the documentation's method table (``labelreg-nlp
+methods``). The fairseq criteria are written out, one class per method, in
+``labelreg_nlp/integrations/fairseq/``.
 
-Adding a method = one module in ``losses/`` with a :class:`~labelreg_nlp.losses.base.MethodLoss`
-subclass, plus one :class:`Method` entry in :data:`METHODS` below.
+A method's options live in its options dataclass, beside its loss
+(:class:`~labelreg_nlp.losses.maxsup.MaxSupOptions`, ...). Option names come in two namespaces:
 
-Option names come in two namespaces:
+* the dataclass field (``hard_weight``), what the options dataclass and the loss module take;
+* flat (``TokenLoss``, Hugging Face, the image script): ``prefix + field`` (``ols_hard_weight``),
+  except :data:`~labelreg_nlp.losses.options.SHARED_OPTIONS` (``alpha``, ``alpha_end``), which
+  every method that has them spells alike.
 
-* core: the keyword of the method's module (``hard_weight``);
-* flat (``TokenLoss``, Hugging Face): ``prefix + name`` (``ols_hard_weight``), except the shared
-  :data:`ALPHA` and ``alpha_end`` of scheduled methods, which every method spells ``alpha``.
+Adding a method: docs/methods.md, "Adding a method".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .base import MethodLoss
-from .learned import DEFAULT_RANK, FULL_MAX_CLASSES
-from .lls import LearnableLabelSmoothing
-from .lspp import LabelSmoothingPlusPlus
-from .maxsup import MaxSupLoss
-from .online import DEFAULT_TOPK, DENSE_MAX_CLASSES, INITS, UNSEEN, OnlineLabelSmoothing
-from .parts import check_alpha
-from .smoothing import CONVENTIONS, LabelSmoothingLoss
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option of a method.
-
-    Args:
-        name: the keyword of the method's module.
-        type: ``float``, ``int``, ``bool`` or ``str``.
-        default: the default value (``None`` for "chosen automatically" when ``nullable``).
-        help: one line for ``--help`` and the docs.
-        valid: the accepted range, as the docs print it (``"[0, 1]"``, ``">= 0"``).
-        choices: the accepted strings, for ``str`` options with a fixed set.
-        nullable: ``None`` is a valid value.
-        check: ``check(value, label)`` returns the value or raises ``ValueError`` naming
-            ``label``; adapters call it with their own spelling of the option (``--maxsup-alpha``).
-    """
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    valid: str = ""
-    choices: tuple[str, ...] = ()
-    nullable: bool = False
-    check: Callable[[Any, str], Any] | None = None
-
-
-@dataclass(frozen=True)
-class FairseqNames:
-    """How a method appears as a fairseq criterion.
-
-    Args:
-        criterion: the criterion name (``--criterion``).
-        prefix: prefix of its options (``maxsup_`` -> ``--maxsup-alpha``).
-        rename: core option name -> fairseq field, where fairseq has its own name
-            (``alpha`` -> ``label_smoothing``).
-        defaults: fairseq defaults that differ from the core ones.
-        schedule: offer ``alpha_end``, ``schedule_unit`` (epoch/update) and ``schedule_horizon``.
-        penalty_log: log the summed penalty per token (base 2) under this name.
-        alias_of: the method whose criterion this one uses, with ``defaults`` as fixed values
-            (``none`` is ``ls_cross_entropy --label-smoothing 0``); no criterion of its own.
-    """
-
-    criterion: str
-    prefix: str = ""
-    rename: Mapping[str, str] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    schedule: bool = False
-    penalty_log: str | None = None
-    alias_of: str | None = None
-
-    def field_name(self, option: Option | str) -> str:
-        """The config field of a core option (``alpha`` -> ``label_smoothing``)."""
-        name = option if isinstance(option, str) else option.name
-        return self.rename.get(name, self.prefix + name)
-
-    def command_line(self, alpha: float | None = None) -> list[str]:
-        """fairseq-train arguments that select this criterion, with its fixed values (an alias's
-        ``defaults``) and ``alpha`` when given: ``--criterion maxsup_cross_entropy --maxsup-alpha 0.1``."""
-        values = dict(self.defaults) if self.alias_of else {}
-        if alpha is not None:
-            values["alpha"] = alpha
-        args = ["--criterion", self.criterion]
-        for name, value in values.items():
-            args += [fairseq_flag(self.field_name(name)), str(value)]
-        return args
-
-
-def fairseq_flag(field_name: str) -> str:
-    """The command-line spelling of a fairseq config field: ``maxsup_alpha`` -> ``--maxsup-alpha``."""
-    return "--" + field_name.replace("_", "-")
+from .lls import LearnableLabelSmoothing, LLSOptions
+from .lspp import LabelSmoothingPlusPlus, LSPPOptions
+from .maxsup import MaxSupLoss, MaxSupOptions
+from .online import OLSOptions, OnlineLabelSmoothing
+from .options import SHARED_OPTIONS, Label, OptionField, check_choice, option_fields
+from .smoothing import CrossEntropyOptions, LabelSmoothingLoss, LabelSmoothingOptions
 
 
 @dataclass(frozen=True)
@@ -113,127 +41,99 @@ class Method:
         title: the method's full name.
         formula: the per-position loss, one line.
         paper: key of its paper in :data:`labelreg_nlp.losses.papers.PAPERS`, if any.
-        module: the :class:`~labelreg_nlp.losses.base.MethodLoss` subclass that computes it.
-        options: its options (core names).
-        fixed: core keyword values the method always passes (``none``: ``alpha=0``).
+        loss: the :class:`~labelreg_nlp.losses.base.MethodLoss` subclass that computes it.
+        options: its options dataclass (``validate(label)``, ``build(num_classes, schedule_horizon)``).
         prefix: prefix of its options in the flat namespace (``ols_``).
-        scheduled: its ``alpha`` may follow a linear schedule (``alpha_end``, a horizon).
-        needs_num_classes: the module is built with K (stateful or learnable methods).
-        periodic: it has periods that the adapters end (every epoch or every N updates).
-        fairseq: how it appears as a fairseq criterion.
+
+    Example:
+        >>> m = get_method("maxsup")
+        >>> m.build(m.options_from_flat({"alpha": 0.2}))
+        MaxSupLoss(alpha=0.2)
     """
 
     name: str
     title: str
     formula: str
     paper: str | None
-    module: type[MethodLoss]
-    options: tuple[Option, ...]
-    fairseq: FairseqNames
-    fixed: Mapping[str, Any] = field(default_factory=dict)
+    loss: type[MethodLoss]
+    options: type
     prefix: str = ""
-    scheduled: bool = False
-    needs_num_classes: bool = False
-    periodic: bool = False
 
-    def flat_name(self, option: Option) -> str:
-        """``alpha`` for the shared :data:`ALPHA`, else ``prefix + name``."""
-        return option.name if option is ALPHA else self.prefix + option.name
+    @property
+    def fields(self) -> tuple[OptionField, ...]:
+        """The options dataclass's fields (:func:`~labelreg_nlp.losses.options.option_fields`)."""
+        return option_fields(self.options)
 
-    def flat_options(self) -> dict[str, Option]:
-        """Flat name -> option, its own options only (``alpha_end`` is the schedule's)."""
-        return {self.flat_name(o): o for o in self.options}
+    @property
+    def has_alpha(self) -> bool:
+        return any(f.name == "alpha" for f in self.fields)
 
-    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None,
-              alpha_end: float | None = None, **options: Any) -> MethodLoss:
-        """The method's module with ``options`` (core names) over the defaults.
+    @property
+    def scheduled(self) -> bool:
+        """Its alpha may follow a linear schedule (its options have ``alpha_end``)."""
+        return any(f.name == "alpha_end" for f in self.fields)
+
+    @property
+    def periodic(self) -> bool:
+        """It has periods that the adapters end (every epoch or every N updates)."""
+        return self.loss.PERIODIC
+
+    @property
+    def needs_num_classes(self) -> bool:
+        return self.loss.NEEDS_NUM_CLASSES
+
+    def flat_name(self, name: str) -> str:
+        """``alpha``/``alpha_end`` as they are, else ``prefix + name``."""
+        return name if name in SHARED_OPTIONS else self.prefix + name
+
+    def flat_options(self) -> dict[str, OptionField]:
+        """Flat name -> field, in the dataclass's order."""
+        return {self.flat_name(f.name): f for f in self.fields}
+
+    def options_from_flat(self, values: Mapping[str, Any]) -> Any:
+        """The options dataclass from flat names (``ols_topk``); other methods' names are left
+        alone, missing ones take their defaults.
+
+        Example:
+            >>> get_method("ols").options_from_flat({"ols_topk": 8, "alpha": 0.3}).topk
+            8
+        """
+        return self.options(**{f.name: values[flat] for flat, f in self.flat_options().items() if flat in values})
+
+    def build(self, options: Any = None, num_classes: int | None = None, schedule_horizon: int | None = None,
+              label: Label | None = None) -> MethodLoss:
+        """The method's module: ``options`` (default: the defaults) validated, then built.
 
         Args:
-            num_classes: K; required when ``needs_num_classes``.
-            schedule_horizon, alpha_end: the alpha schedule of scheduled methods (ignored by others).
-            **options: core option values.
+            options: an instance of :attr:`options`.
+            num_classes: K; required by methods with state or a table (``ols``, ``lspp``, ``lls``).
+            schedule_horizon: steps of the alpha schedule of methods that have ``alpha_end``.
+            label: how errors spell an option (default: its flat name, ``ols_topk``).
 
         Returns:
             A :class:`~labelreg_nlp.losses.base.MethodLoss`.
         """
-        known = {o.name for o in self.options}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"method {self.name!r} has no option {unknown[0]!r} (options: {sorted(known)})")
-        kwargs = {**{o.name: o.default for o in self.options}, **options, **self.fixed}
-        if self.scheduled:
-            kwargs.update(alpha_end=alpha_end, schedule_horizon=schedule_horizon)
-        if not self.needs_num_classes:
-            return self.module(**kwargs)
-        if num_classes is None:
-            raise ValueError(f"method {self.name!r} needs num_classes (the size of the label set or vocabulary)")
-        return self.module(int(num_classes), **kwargs)
+        options = self.options() if options is None else options
+        if not isinstance(options, self.options):
+            raise TypeError(f"method {self.name!r} takes {self.options.__name__}, got {type(options).__name__}")
+        options.validate(label or self.flat_name)
+        return options.build(num_classes, schedule_horizon)
 
-
-ALPHA = Option("alpha", float, 0.1, "regularization weight: LS smoothing, MaxSup suppression (with alpha_end: "
-               "the schedule's start), LS++ and LLS weight of the learned distribution (LS++: 0 < a < 1, "
-               "LLS: 0 < a <= 1)", "[0, 1]", check=check_alpha)
-
-
-def _table_options(symbol: str) -> tuple[Option, ...]:
-    """The options of a learned-table method (LS++, LLS)."""
-    return (
-        Option("rank", int, None, f"factored table {symbol}[y] = u_y V^T of this rank (vocabulary scale; default: "
-               f"the full table up to {FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK})", ">= 1", nullable=True),
-        Option("full", bool, False, "force the full table (K x K parameters)"),
-    )
-
-CONVENTION = Option("convention", str, "uniform", "uniform: target 1-a+a/K, others a/K (torch, HF, the papers); "
-                    "fairseq: target 1-a, others a/(K-1) (fairseq's label_smoothed_cross_entropy)",
-                    choices=CONVENTIONS)
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method(
-        "none", "Cross-entropy", "CE(onehot(y), p)", None, LabelSmoothingLoss, (),
-        fixed={"alpha": 0.0},
-        fairseq=FairseqNames("ls_cross_entropy", rename={"alpha": "label_smoothing"},
-                             defaults={"alpha": 0.0}, alias_of="ls"),
-    ),
-    Method(
-        "ls", "Label Smoothing", "(1-a) CE(onehot(y), p) + a CE(u, p)", "rethinking", LabelSmoothingLoss,
-        (ALPHA, CONVENTION), scheduled=True,
-        fairseq=FairseqNames("ls_cross_entropy", rename={"alpha": "label_smoothing", "convention": "smoothing_convention"},
-                             defaults={"alpha": 0.0, "convention": "fairseq"}),
-    ),
-    Method(
-        "maxsup", "Max Suppression", "CE(onehot(y), p) + a (max_k z_k - mean_k z_k)", "maxsup", MaxSupLoss,
-        (ALPHA,), scheduled=True,
-        fairseq=FairseqNames("maxsup_cross_entropy", prefix="maxsup_", schedule=True, penalty_log="maxsup"),
-    ),
-    Method(
-        "ols", "Online Label Smoothing", "w_hard CE(onehot(y), p) + w_soft CE(S[y], p)", "ols", OnlineLabelSmoothing,
-        (
-            Option("hard_weight", float, 0.5, "weight of CE against the hard label (paper: 0.5)", ">= 0"),
-            Option("soft_weight", float, 0.5, "weight of CE against the online soft label (paper: 0.5)", ">= 0"),
-            Option("init", str, "uniform", "soft labels of the first period: uniform (paper), ls (label "
-                   "smoothing with init_alpha), zeros (official code: no soft term at first)", choices=INITS),
-            Option("init_alpha", float, 0.1, "smoothing weight of init 'ls'", "[0, 1]"),
-            Option("topk", int, None, f"sparse soft labels keeping the top-k classes per row (default: dense up "
-                   f"to {DENSE_MAX_CLASSES} classes, else k = {DEFAULT_TOPK})", "[1, K]", nullable=True),
-            Option("dense", bool, False, "force dense K x K soft labels"),
-            Option("unseen", str, "uniform", "soft label of a class with no correct prediction in the period: "
-                   "uniform (paper), zeros (the MaxSup authors' OLS baseline)", choices=UNSEEN),
-            Option("freeze_above", float, None, "keep a class's soft label once its largest entry reaches this "
-                   "value (official fine-grained script: 0.88; default: always update)", "[0, 1]", nullable=True),
-        ),
-        prefix="ols_", needs_num_classes=True, periodic=True,
-        fairseq=FairseqNames("ols_cross_entropy", prefix="ols_", penalty_log="ols_soft"),
-    ),
-    Method(
-        "lspp", "Label Smoothing++", "(CE(sg(t), p) + CE(sg(p), t)) / 2, t = (1-a) onehot(y) + a c_y, c_y learned",
-        "lspp", LabelSmoothingPlusPlus, (ALPHA, *_table_options("C")), prefix="lspp_", needs_num_classes=True,
-        fairseq=FairseqNames("lspp_cross_entropy", prefix="lspp_", penalty_log="lspp_reverse"),
-    ),
-    Method(
-        "lls", "Learnable Label Smoothing", "(KL(t, p) + KL(p, t)) / 2, t = (1-a) onehot(y) + a softmax(Q[y])",
-        "lls", LearnableLabelSmoothing, (ALPHA, *_table_options("Q")), prefix="lls_", needs_num_classes=True,
-        fairseq=FairseqNames("lls_cross_entropy", prefix="lls_", penalty_log="lls_reverse"),
-    ),
+    Method("none", "Cross-entropy", "CE(onehot(y), p)", None, LabelSmoothingLoss, CrossEntropyOptions),
+    Method("ls", "Label Smoothing", "(1-a) CE(onehot(y), p) + a CE(u, p)", "rethinking", LabelSmoothingLoss,
+           LabelSmoothingOptions),
+    Method("maxsup", "Max Suppression", "CE(onehot(y), p) + a (max_k z_k - mean_k z_k)", "maxsup", MaxSupLoss,
+           MaxSupOptions, prefix="maxsup_"),
+    Method("ols", "Online Label Smoothing", "w_hard CE(onehot(y), p) + w_soft CE(S[y], p)", "ols",
+           OnlineLabelSmoothing, OLSOptions, prefix="ols_"),
+    Method("lspp", "Label Smoothing++",
+           "(CE(sg(t), p) + CE(sg(p), t)) / 2, t = (1-a) onehot(y) + a c_y, c_y learned", "lspp",
+           LabelSmoothingPlusPlus, LSPPOptions, prefix="lspp_"),
+    Method("lls", "Learnable Label Smoothing",
+           "(KL(t, p) + KL(p, t)) / 2, t = (1-a) onehot(y) + a softmax(Q[y])", "lls",
+           LearnableLabelSmoothing, LLSOptions, prefix="lls_"),
 )}
 
 
@@ -249,12 +149,30 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def flat_options() -> dict[str, Option]:
+def register_method(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (a new name only): :class:`TokenLoss`, the Hugging Face
+    arguments (through a subclass that adds its fields) and the image script then offer it.
+
+    Returns:
+        ``method``.
+    """
+    if method.name in METHODS:
+        raise ValueError(f"a method called {method.name!r} is already registered")
+    clashes = sorted(set(method.flat_options()) - set(SHARED_OPTIONS) & set(flat_options()))
+    if clashes:
+        raise ValueError(f"method {method.name!r}: option {clashes[0]!r} already names another method's option; "
+                         f"give it its own prefix")
+    METHODS[method.name] = method
+    return method
+
+
+def flat_options() -> dict[str, OptionField]:
     """Every method's options under their flat names (``alpha``, ``convention``, ``ols_topk``, ...),
-    in registry order; what :class:`TokenLoss` and the Hugging Face arguments accept."""
-    out: dict[str, Option] = {}
+    in registry order (a shared name: its first method's field); what :class:`TokenLoss` accepts."""
+    out: dict[str, OptionField] = {}
     for method in METHODS.values():
-        out.update(method.flat_options())
+        for flat, f in method.flat_options().items():
+            out.setdefault(flat, f)
     return out
 
 
@@ -268,8 +186,8 @@ def check_choices(values: Mapping[str, Any]) -> None:
         ValueError: ols_init must be one of ('uniform', 'ls', 'zeros'), got 'flat'
     """
     for flat, option in flat_options().items():
-        if option.choices and flat in values and values[flat] not in option.choices:
-            raise ValueError(f"{flat} must be one of {option.choices}, got {values[flat]!r}")
+        if option.choices and flat in values:
+            check_choice(values[flat], option.choices, flat)
 
 
 def methods_table() -> str:
@@ -285,8 +203,6 @@ def methods_table() -> str:
              "|---|---|---|---|---|"]
     for m in METHODS.values():
         opts = [f"`{flat}={option.default!r}`" for flat, option in m.flat_options().items()]
-        if m.scheduled:
-            opts.append("`alpha_end=None`")
         paper = PAPERS[m.paper].short if m.paper else "-"
         lines.append(f"| `{m.name}` | {m.title} | `{m.formula}` | {', '.join(opts) or '-'} | {paper} |")
     return "\n".join(lines)

@@ -13,11 +13,13 @@ float dtype; the math runs in float32, or float64 for float64 logits.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
+from .options import Label, check_choice, option, same_name
 from .parts import (
     IGNORE_INDEX,
     LossParts,
@@ -177,3 +179,49 @@ class LabelSmoothingLoss(ScheduledAlphaLoss):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, convention={self.convention!r}"
+
+
+@dataclass(frozen=True)
+class CrossEntropyOptions:
+    """Options of plain cross-entropy (``none``): none; it is label smoothing with ``alpha=0``.
+
+    Example:
+        >>> CrossEntropyOptions().build()
+        LabelSmoothingLoss(alpha=0.0, convention='uniform')
+    """
+
+    def validate(self, label: Label = same_name) -> None:
+        """Nothing to check."""
+
+    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> LabelSmoothingLoss:
+        """The loss module (``num_classes`` and ``schedule_horizon`` are not used)."""
+        return LabelSmoothingLoss(0.0)
+
+
+@dataclass(frozen=True)
+class LabelSmoothingOptions:
+    """Options of label smoothing (``ls``).
+
+    Example:
+        >>> LabelSmoothingOptions(alpha=0.1, convention="fairseq").build()
+        LabelSmoothingLoss(alpha=0.1, convention='fairseq')
+    """
+
+    alpha: float = option(0.1, "smoothing weight (with alpha_end: the schedule's start)", valid="[0, 1]")
+    alpha_end: float | None = option(None, "if set, alpha goes linearly from alpha to this value over the "
+                                           "schedule horizon", valid="[0, 1]")
+    convention: Convention = option("uniform", "uniform: target 1-a+a/K, others a/K (torch, HF, the papers); "
+                                               "fairseq: target 1-a, others a/(K-1) (fairseq's "
+                                               "label_smoothed_cross_entropy)")
+
+    def validate(self, label: Label = same_name) -> None:
+        """``ValueError`` (or ``TypeError``) naming the first bad option, spelled by ``label``."""
+        check_alpha(self.alpha, label("alpha"))
+        if self.alpha_end is not None:
+            check_alpha(self.alpha_end, label("alpha_end"))
+        check_choice(self.convention, CONVENTIONS, label("convention"))
+
+    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> LabelSmoothingLoss:
+        """The loss module, its schedule over ``schedule_horizon`` steps (``num_classes`` is not used)."""
+        return LabelSmoothingLoss(self.alpha, convention=self.convention, alpha_end=self.alpha_end,
+                                  schedule_horizon=schedule_horizon)

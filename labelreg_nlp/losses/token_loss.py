@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .base import MethodLoss, ScheduledAlphaLoss
 from .fused_linear import fused_linear_parts
 from .parts import LossParts, check_alpha, check_inputs
-from .registry import ALPHA, METHODS, check_choices, flat_options, get_method
+from .registry import METHODS, check_choices, flat_options, get_method
 
 
 class TokenLoss(nn.Module):
@@ -40,8 +40,9 @@ class TokenLoss(nn.Module):
             ``ols_hard_weight``, ``ols_topk``, ...; ``labelreg-nlp methods`` lists them); only
             the chosen method's are used.
 
-    The method's module is a submodule named after the method (``loss.ols``); ``loss.<other
-    method>`` is ``None``.
+    The method's module is :attr:`method_loss`, a submodule named after the method (``loss.ols``,
+    so the state-dict keys are ``ols.*``). :meth:`from_options` takes a method's options dataclass
+    instead of flat names.
 
     Example:
         >>> import torch
@@ -76,29 +77,49 @@ class TokenLoss(nn.Module):
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise TypeError(f"TokenLoss got an unknown option {unknown[0]!r} (options: {sorted(known)})")
-        if num_classes is not None and int(num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
         check_alpha(alpha)
         if alpha_end is not None:
             check_alpha(alpha_end, "alpha_end")
         check_choices(options)  # every choice is checked, the chosen method's or not
+        self._setup(spec.name, spec.options_from_flat({**options, "alpha": alpha, "alpha_end": alpha_end}),
+                    num_classes, schedule_horizon, ignore_index, validate_args)
+
+    def _setup(self, method: str, options: Any, num_classes: int | None, schedule_horizon: int | None,
+               ignore_index: int | None, validate_args: bool) -> None:
+        if num_classes is not None and int(num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        spec = get_method(method)
         self.method = spec.name
         self.ignore_index = ignore_index
         self.num_classes = None if num_classes is None else int(num_classes)
-        core = {o.name: options[flat] for flat, o in spec.flat_options().items() if flat in options}
-        if ALPHA in spec.options:
-            core["alpha"] = alpha
-        module = spec.build(self.num_classes, schedule_horizon, alpha_end, **core)  # unscheduled: no schedule
+        module = spec.build(options, self.num_classes, schedule_horizon)
         module.validate_args = bool(validate_args)
-        setattr(self, spec.name, module)  # not add_module: __getattr__ answers None for every method name
+        self.add_module(spec.name, module)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in METHODS:  # another method's module: this loss has none
-                return None
-            raise
+    @classmethod
+    def from_options(cls, options: Any, *, schedule_horizon: int | None = None, num_classes: int | None = None,
+                     ignore_index: int | None = -100, validate_args: bool = True) -> TokenLoss:
+        """The loss of the method whose options dataclass ``options`` is.
+
+        Args:
+            options: an options dataclass of a registered method (:class:`~labelreg_nlp.losses.maxsup.MaxSupOptions`, ...).
+            schedule_horizon, num_classes, ignore_index, validate_args: as in :class:`TokenLoss`.
+
+        Returns:
+            A :class:`TokenLoss`.
+
+        Example:
+            >>> from labelreg_nlp.losses import OLSOptions
+            >>> TokenLoss.from_options(OLSOptions(topk=8), num_classes=100).ols.topk
+            8
+        """
+        spec = next((m for m in METHODS.values() if isinstance(options, m.options)), None)
+        if spec is None:
+            raise TypeError(f"{type(options).__name__} is the options dataclass of no registered method")
+        loss = cls.__new__(cls)
+        nn.Module.__init__(loss)
+        loss._setup(spec.name, options, num_classes, schedule_horizon, ignore_index, validate_args)
+        return loss
 
     @property
     def method_loss(self) -> MethodLoss:

@@ -186,7 +186,7 @@ def test_ols_criterion_update_periods_and_errors():
     assert int(crit.ols.periods) == 2
     with pytest.raises(ValueError, match="--ols-period-updates must be >= 0, got -1"):
         OLSCrossEntropyCriterion(task, False, ols_period_updates=-1)
-    with pytest.raises(ValueError, match="soft_weight must be a finite number >= 0, got -0.5"):
+    with pytest.raises(ValueError, match="--ols-soft-weight must be a finite number >= 0, got -0.5"):
         OLSCrossEntropyCriterion(task, False, ols_soft_weight=-0.5)
     with pytest.raises(ValueError, match=r"topk must be in \[1, num_classes=40\], got 41"):
         OLSCrossEntropyCriterion(task, False, ols_topk=41)
@@ -301,7 +301,7 @@ def test_a_checkpoint_of_another_criterion_starts_the_state_fresh(caplog):
             criterion.load_state_dict(None, strict=True)
             other = "lls_cross_entropy" if name != "lls_cross_entropy" else "lspp_cross_entropy"
             criterion.load_state_dict(CRITERIA[other](task, False).state_dict(), strict=True)
-        assert caplog.text.count(f"starting the {criterion.method.name} state fresh") == 2
+        assert caplog.text.count(f"starting the {criterion.method} state fresh") == 2
         caplog.clear()
         for key, value in criterion.state_dict().items():
             assert torch.equal(value, before[key]), key

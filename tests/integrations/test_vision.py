@@ -98,7 +98,8 @@ def test_adapter_equals_the_core_module(method):
     the learned methods, their tables)."""
     x, y = rows(seed=5)
     ours = make(method)
-    core = get_method(method).build(K, **({"alpha": 0.1} if method in ("ls", "maxsup", "lspp", "lls") else {})).train()
+    spec = get_method(method)
+    core = spec.build(spec.options(**({"alpha": 0.1} if spec.has_alpha else {})), K).train()
     a, b = ours(x, y), core(x, y)
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     pa, pb = list(ours.parameters()), list(core.parameters())

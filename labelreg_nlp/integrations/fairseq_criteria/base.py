@@ -1,26 +1,18 @@
-"""fairseq criteria, one per registry method: ``ls_cross_entropy``, ``maxsup_cross_entropy``,
-``ols_cross_entropy`` (``none`` is ``ls_cross_entropy --label-smoothing 0``).
-
-Importing this module registers them with fairseq (it is the only place that does). fairseq finds
-them through ``--user-dir``: the repository's ``criterions/`` folder, or the folder printed by
-``labelreg-nlp user-dir`` for a pip install. Each criterion's options come from the method's
-registry entry (:data:`~labelreg_nlp.losses.registry.METHODS`, named as its
-:class:`~labelreg_nlp.losses.registry.FairseqNames` says); the math lives in
-:mod:`labelreg_nlp.losses`. This adapter only slices fairseq batches, picks ``sample_size``,
-follows fairseq's epochs and updates, and logs like fairseq's own ``label_smoothed_cross_entropy``
-(loss and nll_loss in base 2, ppl, accuracy) plus each method's own values.
+"""What every criterion of this package shares: reading fairseq samples, logging as fairseq's
+``label_smoothed_cross_entropy`` does, following epochs and updates, and holding the method's
+module (:class:`MethodCriterion`). The criteria themselves, one class per method, are in the
+modules beside this one.
 """
 
 # No `from __future__ import annotations` here: fairseq reads the config dataclasses'
 # field types at runtime to build its command-line options.
-import dataclasses
 import inspect
 import logging
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 # torch >= 2.6 loads with weights_only=True, which fairseq checkpoints (argparse/omegaconf objects)
 # cannot pass; fairseq-generate and --restore-file would fail. Only a default: a user's explicit
@@ -29,20 +21,29 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import torch  # noqa: E402
 from fairseq import utils  # noqa: E402
-from fairseq.criterions import FairseqCriterion, register_criterion  # noqa: E402
+from fairseq.criterions import FairseqCriterion  # noqa: E402
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass  # noqa: E402
 from fairseq.logging import metrics  # noqa: E402
 from omegaconf import II  # noqa: E402
 
-from ..losses.base import MethodLoss, ScheduledAlphaLoss  # noqa: E402
-from ..losses.fused_linear import fused_linear_parts  # noqa: E402
-from ..losses.parts import LossParts, check_alpha  # noqa: E402
-from ..losses.registry import METHODS, Method, Option  # noqa: E402
-from ..losses.registry import fairseq_flag as flag  # noqa: E402
+from ...losses.base import MethodLoss, ScheduledAlphaLoss  # noqa: E402
+from ...losses.fused_linear import fused_linear_parts  # noqa: E402
+from ...losses.parts import LossParts, check_alpha  # noqa: E402
+from ...losses.registry import get_method  # noqa: E402
+from ..fairseq_names import fairseq_flag  # noqa: E402
 
 logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)
 FAIRSEQ_SCHEDULE_UNITS = ("epoch", "update")  # what a fairseq alpha schedule counts
+ScheduleUnit = ChoiceEnum(list(FAIRSEQ_SCHEDULE_UNITS))
+
+
+flag = fairseq_flag
+
+
+def optional_int(value: int) -> int | None:
+    """fairseq has no null on its command line: an int option's 0 means "the default" (``None``)."""
+    return None if int(value) == 0 else int(value)
 
 
 @dataclass
@@ -256,121 +257,90 @@ def follow_training_progress(task, on_epoch: Callable[[int], None], on_update: C
     task.train_step = train_step_hook
 
 
-def _option_field(method: Method, option: Option) -> tuple[str, Any, Any]:
-    """(name, type, dataclass field) of one registry option in fairseq's config."""
-    names = method.fairseq
-    default = names.defaults.get(option.name, option.default)
-    help_text = option.help + (f"; {option.valid}" if option.valid else "")
-    if option.choices:
-        kind: Any = ChoiceEnum(list(option.choices))
-    elif option.nullable and option.type is int:  # fairseq has no null on its command line
-        kind, default, help_text = int, 0 if default is None else default, help_text + "; 0 = the default"
-    elif option.nullable:
-        kind = Optional[option.type]
-    else:
-        kind = option.type
-    return names.field_name(option), kind, field(default=default, metadata={"help": help_text})
+@dataclass(frozen=True)
+class FairseqSchedule:
+    """An alpha schedule as fairseq options give it.
 
+    Args:
+        unit: ``"epoch"`` or ``"update"``.
+        horizon: epochs/updates from alpha to alpha_end; 0 = ``max_epoch`` or ``max_update``.
+        max_epoch, max_update: fairseq's ``--max-epoch`` and ``--max-update``.
+    """
 
-def _config_fields(method: Method) -> list[tuple[str, Any, Any]]:
-    names = method.fairseq
-    out = [_option_field(method, option) for option in method.options]
-    if names.schedule:
-        out += [
-            (f"{names.prefix}alpha_end", Optional[float], field(default=None, metadata={
-                "help": "if set, alpha grows linearly to this value over the schedule horizon "
-                        "(MaxSup paper Appendix E: 0.1 -> 0.2)"})),
-            (f"{names.prefix}schedule_unit", ChoiceEnum(list(FAIRSEQ_SCHEDULE_UNITS)), field(default="epoch", metadata={
-                "help": "count the schedule in epochs or in updates"})),
-            (f"{names.prefix}schedule_horizon", int, field(default=0, metadata={
-                "help": f"epochs/updates over which alpha goes from {flag(names.prefix + 'alpha')} to "
-                        f"{flag(names.prefix + 'alpha_end')}; 0 = --max-epoch or --max-update"})),
-            ("max_epoch", int, II("optimization.max_epoch")),
-            ("max_update", int, II("optimization.max_update")),
-        ]
-    if method.periodic:
-        out.append((f"{names.prefix}period_updates", int, field(default=0, metadata={
-            "help": f"end a {method.name.upper()} period every N updates; 0 = at every epoch boundary"})))
-    return out
+    unit: str = "epoch"
+    horizon: int = 0
+    max_epoch: int = 0
+    max_update: int = 0
+
+    def resolve(self, alpha: float, alpha_end: float | None, flags: dict[str, str]) -> int | None:
+        """The horizon in :attr:`unit` (``None`` when alpha does not move), or ``ValueError``
+        naming the flags to set."""
+        if self.unit not in FAIRSEQ_SCHEDULE_UNITS:
+            raise ValueError(f"{flags['schedule_unit']} must be one of {FAIRSEQ_SCHEDULE_UNITS}, got {self.unit!r}")
+        horizon = int(self.horizon) or int((self.max_epoch if self.unit == "epoch" else self.max_update) or 0)
+        if alpha_end is not None and alpha_end != alpha and not horizon:
+            raise ValueError(f"{flags['alpha_end']}={alpha_end} needs a horizon: set "
+                             f"{flags['schedule_horizon']} or --max-{self.unit}")
+        return horizon or None
 
 
 class MethodCriterion(TokenCriterion):
-    """The criterion of one registry method (subclasses set :attr:`method`).
+    """The criterion of one registry method; each subclass is written out in its own module
+    (:class:`~labelreg_nlp.integrations.fairseq_criteria.maxsup.MaxSupCrossEntropyCriterion`, ...)
+    with its config dataclass, and calls this ``__init__`` with the method's options dataclass.
 
-    ``__init__(task, sentence_avg, *options, **options)`` takes the config fields by name (or the
-    method's options positionally, in registry order: ``ls_cross_entropy(task, False, 0.1)``).
     The method's module is a submodule named after the method (``criterion.ols``), so its state
     is in ``state_dict()``; a stateful method without parameters gets an empty parameter, because
     fairseq checkpoints a criterion's state only when it has one.
+
+    Class attributes a subclass sets:
+        method: the registry name (``"maxsup"``).
+        option_fields: options dataclass field -> config field (``{"alpha": "maxsup_alpha"}``),
+            for error messages and the test that every adapter offers every option.
+        penalty_log: log the summed penalty per token (base 2) under this name, if any.
     """
 
-    method: ClassVar[Method]
-    config_class: ClassVar[type]
+    method: ClassVar[str]
+    option_fields: ClassVar[dict[str, str]]
+    penalty_log: ClassVar[str | None] = None
 
-    def __init__(self, task, sentence_avg, *args, ignore_prefix_size=0, report_accuracy=False,
-                 fused_output_layer=False, no_validate_args=False, **given):
+    def __init__(self, task, sentence_avg: bool, options: Any, *, schedule: FairseqSchedule | None = None,
+                 schedule_fields: dict[str, str] | None = None, period_updates: int = 0,
+                 ignore_prefix_size: int = 0, report_accuracy: bool = False, fused_output_layer: bool = False,
+                 no_validate_args: bool = False):
         super().__init__(task, sentence_avg, ignore_prefix_size, report_accuracy, fused_output_layer)
-        spec, names = self.method, self.method.fairseq
-        positional = [names.field_name(o) for o in spec.options]
-        if len(args) > len(positional):
-            raise TypeError(f"{names.criterion} takes at most {len(positional)} option arguments, got {len(args)}")
-        given.update(zip(positional, args))
-        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self.config_class)})
-        if unknown:
-            raise TypeError(f"{names.criterion} has no option {flag(unknown[0])}")
-        core = {}
-        for option in spec.options:
-            name = names.field_name(option)
-            value = given.get(name, names.defaults.get(option.name, option.default))
-            if option.nullable and option.type is int and value == 0:
-                value = None
-            elif option.choices:
-                value = str(value)
-            core[option.name] = option.check(value, flag(name)) if option.check else value
-        self.unit, schedule = "epoch", {}
-        if names.schedule:
-            schedule = self._schedule(given, core["alpha"])
-        num_classes = len(task.target_dictionary)
-        module = spec.build(num_classes, **schedule, **core)
+        spec = get_method(self.method)
+        flags = {name: flag(config) for name, config in {**self.option_fields, **(schedule_fields or {})}.items()}
+        horizon = None
+        self.unit = "epoch"
+        self.scheduled = schedule is not None
+        self.log_alpha = self.scheduled  # the current alpha in every log line
+        if schedule is not None:
+            check_alpha(options.alpha, flags["alpha"])
+            if options.alpha_end is not None:
+                check_alpha(options.alpha_end, flags["alpha_end"])
+            horizon = schedule.resolve(options.alpha, options.alpha_end, flags)
+            self.unit = schedule.unit
+        module = spec.build(options, len(task.target_dictionary), horizon, label=lambda name: flags.get(name, name))
         module.validate_args = not no_validate_args
         self.add_module(spec.name, module)
         self.period_updates = 0
         if spec.periodic:
-            self.period_updates = int(given.get(f"{names.prefix}period_updates", 0))
+            self.period_updates = int(period_updates)
             if self.period_updates < 0:
-                raise ValueError(f"{flag(names.prefix + 'period_updates')} must be >= 0, got {self.period_updates}")
+                raise ValueError(f"{flags['period_updates']} must be >= 0, got {self.period_updates}")
             # epoch whose accumulation is pending, last update that ended a period: saved with the state
             self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
             self.register_buffer("last_period_update", torch.zeros((), dtype=torch.long))
         if next(module.buffers(), None) is not None and next(module.parameters(), None) is None:
             # added to the loss times zero, so DDP and the optimizer see it used
             self.checkpoint_anchor = torch.nn.Parameter(torch.zeros(0))
-        if names.schedule or spec.periodic:
+        if self.scheduled or spec.periodic:
             follow_training_progress(task, self.on_epoch, self.on_update)
-
-    def _schedule(self, given: dict, alpha: float) -> dict:
-        """alpha_end and horizon from the schedule options; the horizon defaults to --max-epoch/--max-update."""
-        prefix = self.method.fairseq.prefix
-        alpha_end = given.get(f"{prefix}alpha_end")
-        if alpha_end is not None:
-            alpha_end = check_alpha(alpha_end, flag(f"{prefix}alpha_end"))
-        self.unit = str(given.get(f"{prefix}schedule_unit", "epoch"))
-        horizon = int(given.get(f"{prefix}schedule_horizon", 0)) or int(given.get(f"max_{self.unit}", 0) or 0)
-        if alpha_end is not None and alpha_end != alpha and not horizon:
-            raise ValueError(f"{flag(prefix + 'alpha_end')}={alpha_end} needs a horizon: set "
-                             f"{flag(prefix + 'schedule_horizon')} or --max-{self.unit}")
-        return {"alpha_end": alpha_end, "schedule_horizon": horizon or None}
-
-    @classmethod
-    def build_criterion(cls, cfg, task):
-        """What fairseq calls: every config field by name (fairseq's default inspects
-        ``__init__``'s signature, which takes the options as keywords)."""
-        names = [f.name for f in dataclasses.fields(cls.config_class) if not f.name.startswith("_")]
-        return cls(task, **{name: getattr(cfg, name) for name in names if hasattr(cfg, name)})
 
     @property
     def method_loss(self) -> MethodLoss:
-        return self._modules[self.method.name]
+        return self._modules[self.method]
 
     @property
     def alpha(self) -> float:
@@ -382,7 +352,7 @@ class MethodCriterion(TokenCriterion):
         """fairseq begins ``epoch`` (1-based; again on resume): move the schedule, end a period."""
         if self.unit == "epoch":
             self.method_loss.set_progress(epoch - 1)
-        if self.method.periodic:
+        if self.method_loss.PERIODIC:
             if self.period_updates == 0 and 0 < int(self.current_epoch) < epoch:
                 self.method_loss.end_period()
             self.current_epoch.fill_(epoch)
@@ -391,7 +361,7 @@ class MethodCriterion(TokenCriterion):
         """fairseq runs update ``num_updates``: move the schedule, end a period every N updates."""
         if self.unit == "update":
             self.method_loss.set_progress(num_updates)
-        if (self.method.periodic and self.period_updates and num_updates > 0
+        if (self.method_loss.PERIODIC and self.period_updates and num_updates > 0
                 and num_updates % self.period_updates == 0 and num_updates != int(self.last_period_update)):
             self.method_loss.end_period()
             self.last_period_update.fill_(num_updates)
@@ -402,13 +372,18 @@ class MethodCriterion(TokenCriterion):
         method's) holds no state of this method: the model loads, this criterion starts its state
         fresh and says so in one log line. A state of this method loads strictly (another size is
         an error naming it)."""
-        prefix = self.method.name + "."
+        prefix = self.method + "."
         if not state_dict or not any(str(key).startswith(prefix) for key in state_dict):
             found = "no criterion state" if not state_dict else f"state of another criterion ({', '.join(sorted(state_dict)[:3])})"
-            logger.info(f"{self.method.fairseq.criterion}: the checkpoint holds {found}; "
-                        f"starting the {self.method.name} state fresh (fine-tuning from another criterion)")
+            logger.info(f"{self.criterion_name()}: the checkpoint holds {found}; "
+                        f"starting the {self.method} state fresh (fine-tuning from another criterion)")
             return torch.nn.modules.module._IncompatibleKeys([], [])
         return super().load_state_dict(state_dict, strict, *args, **kwargs)
+
+    @classmethod
+    def criterion_name(cls) -> str:
+        """The name fairseq knows this criterion by (``--criterion``)."""
+        return f"{cls.method}_cross_entropy"
 
     def compute_parts(self, logits, target, keep_per_position):
         module = self.method_loss
@@ -427,12 +402,12 @@ class MethodCriterion(TokenCriterion):
         return (loss if anchor is None else loss + 0.0 * anchor.sum()), sample_size, logging_output
 
     def extra_logging(self, parts, sample_size, target):
-        names, module = self.method.fairseq, self.method_loss
+        module = self.method_loss
         out: dict[str, Any] = {}
-        if names.penalty_log:
-            out[names.penalty_log] = parts.penalty.data
+        if self.penalty_log:
+            out[self.penalty_log] = parts.penalty.data
         # weighted by sample_size so that summed logging outputs still average correctly
-        if names.schedule:
+        if self.log_alpha:
             out["alpha"] = self.alpha * sample_size
         if module.LOG_VALUES:
             out.update({key: value * sample_size for key, value in module.log_values().items()})
@@ -442,35 +417,16 @@ class MethodCriterion(TokenCriterion):
 
     @classmethod
     def reduce_extra_metrics(cls, logging_outputs, sample_size, ntokens) -> None:
-        names, module = cls.method.fairseq, cls.method.module
+        module = get_method(cls.method).loss
 
         def total(key):
             return sum(log.get(key, 0) for log in logging_outputs)
 
-        if names.penalty_log:
+        if cls.penalty_log:
             # base 2 and per token like nll_loss, so loss ~= nll_loss + alpha * penalty in the logs
-            metrics.log_scalar(names.penalty_log, total(names.penalty_log) / max(ntokens, 1) / LN2, ntokens, round=3)
-        for key in (("alpha",) if names.schedule else ()) + module.LOG_VALUES:
+            metrics.log_scalar(cls.penalty_log, total(cls.penalty_log) / max(ntokens, 1) / LN2, ntokens, round=3)
+        scheduled = any(log.get("alpha") is not None for log in logging_outputs)
+        for key in (("alpha",) if scheduled else ()) + module.LOG_VALUES:
             metrics.log_scalar(key, total(key) / max(sample_size, 1), sample_size, round=4)
         for key in module.TARGET_LOG_SUMS:
             metrics.log_scalar(key, total(key) / max(ntokens, 1), ntokens, round=4)
-
-
-def _register(method: Method) -> type:
-    """Create and register the config dataclass and criterion class of ``method``."""
-    names = method.fairseq
-    title = "".join(part.title() for part in names.criterion.split("_"))
-    config = dataclasses.make_dataclass(f"{title}Config", _config_fields(method), bases=(TokenCriterionConfig,))
-    config.__module__ = __name__
-    criterion = type(f"{title}Criterion", (MethodCriterion,), {
-        "method": method, "config_class": config, "__module__": __name__,
-        "__doc__": f"{method.title}: ``{method.formula}`` per non-padding token.",
-    })
-    register_criterion(names.criterion, dataclass=config)(criterion)
-    return criterion
-
-
-CRITERIA = {m.fairseq.criterion: _register(m) for m in METHODS.values() if m.fairseq.alias_of is None}
-LSCrossEntropyCriterion = CRITERIA["ls_cross_entropy"]
-MaxSupCrossEntropyCriterion = CRITERIA["maxsup_cross_entropy"]
-OLSCrossEntropyCriterion = CRITERIA["ols_cross_entropy"]
