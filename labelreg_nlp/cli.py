@@ -19,12 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from .integrations.fairseq_command import allow_fairseq_checkpoints, user_dir
+
 FAIRSEQ_COMMANDS = ("fairseq-train", "fairseq-generate", "fairseq-interactive", "fairseq-validate", "fairseq-eval-lm")
-
-
-def user_dir() -> str:
-    """Absolute path of the packaged fairseq ``--user-dir`` that registers this package's criteria."""
-    return str(Path(__file__).resolve().parent / "integrations" / "fairseq_user_dir" / "labelreg_nlp_criterions")
 
 
 def fairseq_argv(command: str, args: list[str]) -> list[str]:
@@ -40,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in FAIRSEQ_COMMANDS:
         # Pass everything after the command through untouched (argparse would eat --options).
         cmd = fairseq_argv(argv[0], argv[1:])
-        env = dict(os.environ)
-        env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        env = allow_fairseq_checkpoints(dict(os.environ))
         os.execve(cmd[0], cmd, env)
     parser = argparse.ArgumentParser(
         prog="labelreg-nlp",
@@ -107,7 +103,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from .experiments.confidence_eval import evaluate_runs, report_runs
+    from .analysis.confidence_runs import evaluate_runs, report_runs
 
     try:
         p_grid = [float(p) for p in args.p_grid.split(",") if p.strip()]
@@ -134,7 +130,7 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _neighbours(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from .experiments.learned_labels import load_learned_labels, neighbour_table, pick_classes, save_heatmap
+    from .analysis.learned_labels import load_learned_labels, neighbour_table, pick_classes, save_heatmap
 
     if args.top < 1:
         parser.error(f"--top must be >= 1, got {args.top}")

@@ -64,7 +64,7 @@ def test_ols_never_accumulates_a_non_finite_row(dense):
     logits = torch.tensor([[5.0, 0, 0, 0, 0, 0], [float("nan"), 0, 0, 0, 0, 0], [9.0, 0, 0, 0, 0, float("inf")]])
     ols(logits, torch.tensor([0, 0, 5]))
     assert ols.count.tolist() == [1, 0, 0, 0, 0, 0]  # only the finite, correct row
-    ols.step_period()
+    ols.end_period()
     assert torch.isfinite(ols.soft_labels()).all()
 
 

@@ -27,13 +27,3 @@ def test_cli_methods_prints_the_registry_table(capsys):
 
     assert main(["methods"]) == 0
     assert capsys.readouterr().out.strip() == methods_table()
-
-
-def test_the_library_never_imports_experiments():
-    from pathlib import Path
-
-    package = Path(__file__).resolve().parents[1] / "labelreg_nlp"
-    for layer in ("losses", "metrics", "integrations"):
-        for path in (package / layer).rglob("*.py"):
-            text = path.read_text()
-            assert "experiments" not in "".join(line for line in text.splitlines() if "import" in line), path

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..integrations.fairseq_names import fairseq_command_line
+from ..integrations.fairseq_command import allow_fairseq_checkpoints, fairseq_command_line, user_dir
 from ..losses.registry import METHODS, get_method
 from .run_dirs import RunManifest
 
-USER_DIR = Path(__file__).resolve().parent.parent / "integrations" / "fairseq_user_dir" / "labelreg_nlp_criterions"
+USER_DIR = user_dir()
 CRITERIA: tuple[str, ...] = tuple(METHODS)  # what ``train --criterion`` accepts: the registry's methods
 
 
@@ -105,7 +105,7 @@ def run_fairseq(command: str, args: list[str], echo: Callable[[str], bool] = lam
     """
     cmd = [sys.executable, "-m", f"fairseq_cli.{command}", *args]
     log("$ fairseq-" + command + " " + " ".join(args))
-    env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+    env = allow_fairseq_checkpoints({**os.environ, "PYTHONUNBUFFERED": "1"})
     lines = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         for line in proc.stdout:
@@ -380,8 +380,8 @@ def save_token_scores(data_dir: str | Path, checkpoint: str | Path, out_dir: str
     """Teacher-forced token confidence of ``checkpoint`` on ``splits``, saved as
     ``OUT_DIR/SPLIT.npz`` for ``labelreg-nlp evaluate``. Returns the last split's token accuracy
     and AURC with the MSP and with pNorm (p picked on the first split)."""
+    from ..analysis.token_confidence import fairseq_token_scores
     from ..metrics.evaluation import evaluate_confidence
-    from .token_confidence import fairseq_token_scores
 
     scored = {}
     for split in splits:

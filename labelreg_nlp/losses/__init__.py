@@ -8,8 +8,8 @@ from .lls import LearnableLabelSmoothing, LLSOptions
 from .lspp import LabelSmoothingPlusPlus, LSPPOptions
 from .maxsup import MaxSupLoss, MaxSupOptions, maxsup_loss, maxsup_parts, soft_target_parts
 from .online import OLSOptions, OnlineLabelSmoothing
-from .online_dense import DenseOnlineLabelSmoothing
-from .online_sparse import SparseOnlineLabelSmoothing
+from .online_dense import DenseSoftLabels
+from .online_sparse import SparseSoftLabels
 from .options import OptionField, option_fields
 from .parts import LossParts, check_alpha
 from .registry import METHODS, Method, get_method, methods_table, register_method
@@ -28,7 +28,7 @@ __all__ = [
     "METHODS",
     "ConstantSchedule",
     "CrossEntropyOptions",
-    "DenseOnlineLabelSmoothing",
+    "DenseSoftLabels",
     "LabelSmoothingPlusPlus",
     "LearnableLabelSmoothing",
     "LearnedTargetLoss",
@@ -46,7 +46,7 @@ __all__ = [
     "OnlineLabelSmoothing",
     "OptionField",
     "ScheduledAlphaLoss",
-    "SparseOnlineLabelSmoothing",
+    "SparseSoftLabels",
     "TokenLoss",
     "check_alpha",
     "fused_linear_loss",

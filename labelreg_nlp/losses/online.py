@@ -10,21 +10,19 @@ learned during the previous period (an epoch, or N updates):
 
 The paper writes ``alpha * hard + (1 - alpha) * soft`` with alpha = 0.5.
 
-This module holds the method once; how ``S`` is stored is one of two representations behind the
-same interface:
+This module holds the method once; ``S`` lives in a table it holds as ``ols.table``, one of two
+with the same methods:
 
-* :class:`~labelreg_nlp.losses.online_dense.DenseOnlineLabelSmoothing`: a K x K matrix (exact);
-* :class:`~labelreg_nlp.losses.online_sparse.SparseOnlineLabelSmoothing`: top-k classes per row
-  plus a uniform tail (vocabulary scale).
-
-``OnlineLabelSmoothing(num_classes, ...)`` returns the right one: dense up to 2048 classes or with
-``dense=True``, sparse above or with ``topk``.
+* :class:`~labelreg_nlp.losses.online_dense.DenseSoftLabels`: a K x K matrix (exact), up to 2048
+  classes or with ``dense=True``;
+* :class:`~labelreg_nlp.losses.online_sparse.SparseSoftLabels`: top-k classes per row plus a
+  uniform tail (vocabulary scale), above 2048 classes or with ``topk``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -32,6 +30,8 @@ from torch import Tensor
 
 from .base import MethodLoss
 from .logit_stats import LogitStats, logit_stats
+from .online_dense import DenseSoftLabels
+from .online_sparse import SparseSoftLabels
 from .options import Label, check_choice, option, same_name
 from .parts import IGNORE_INDEX, LossParts, check_alpha, check_inputs, check_soft_target, flatten_batch, weighted_logits
 
@@ -88,24 +88,15 @@ class OnlineLabelSmoothing(MethodLoss):
         >>> ols = OnlineLabelSmoothing(3).train()
         >>> logits, target = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([0, 1])
         >>> _ = ols(logits, target)           # row 0 is predicted correctly: accumulated
-        >>> ols.step_period()                  # epoch end: S[0] = softmax(row 0), others uniform
+        >>> ols.end_period()                   # epoch end: S[0] = softmax(row 0), others uniform
         >>> [round(v, 3) for v in ols.soft_labels()[0].tolist()]
         [0.965, 0.018, 0.018]
     """
 
-    dense: bool
     NEEDS_NUM_CLASSES = True
     PERIODIC = True
-
-    def __new__(cls, num_classes: int | None = None, *args: Any, topk: int | None = None,
-                dense: bool = False, **kwargs: Any) -> OnlineLabelSmoothing:
-        if cls is OnlineLabelSmoothing:  # pick the representation
-            from .online_dense import DenseOnlineLabelSmoothing
-            from .online_sparse import SparseOnlineLabelSmoothing
-
-            auto_dense = topk is None and num_classes is not None and int(num_classes) <= DENSE_MAX_CLASSES
-            cls = DenseOnlineLabelSmoothing if dense or auto_dense else SparseOnlineLabelSmoothing
-        return super().__new__(cls)
+    #: soft-label buffers that states saved before the table was a submodule hold at the top level
+    TABLE_BUFFERS = ("soft", "acc", "soft_idx", "soft_val", "soft_tail", "acc_idx", "acc_val", "acc_tail")
 
     def __init__(
         self,
@@ -133,17 +124,18 @@ class OnlineLabelSmoothing(MethodLoss):
         k = int(num_classes)
         if topk is not None and not 1 <= int(topk) <= k:
             raise ValueError(f"topk must be in [1, num_classes={k}], got {topk!r}")
-        if (dense or self.dense) and topk is not None:
+        if dense and topk is not None:
             raise ValueError("give either dense=True or topk, not both")
         self.num_classes = k
         self.hard_weight = check_weight(hard_weight, "hard_weight")
         self.soft_weight = check_weight(soft_weight, "soft_weight")
-        self.topk = k if self.dense else int(topk or min(DEFAULT_TOPK, k))
+        self.table: DenseSoftLabels | SparseSoftLabels = (
+            DenseSoftLabels(k) if dense or (topk is None and k <= DENSE_MAX_CLASSES)
+            else SparseSoftLabels(k, int(topk or min(DEFAULT_TOPK, k))))
         # (num_classes, topk): checked on load so a state for another K or k is refused.
         self.register_buffer("shape_info", torch.tensor([k, 0 if self.dense else self.topk]))
         self.register_buffer("count", torch.zeros(k))  # correct positions per class, this period
         self.register_buffer("periods", torch.zeros((), dtype=torch.long))  # finished periods
-        self._register_tables()
         if init == "zeros":
             on, off = 0.0, 0.0
         elif init == "uniform":
@@ -151,51 +143,26 @@ class OnlineLabelSmoothing(MethodLoss):
         else:
             on, off = 1.0 - init_alpha + init_alpha / k, init_alpha / k
         with torch.no_grad():
-            self._fill(on, off)
+            self.table.fill(on, off)
         self._self_mass: float | None = None  # mean S[y][y]; the soft labels change only at period ends
 
-    # ------------------------------------------------------------------ representation
-    # What a representation implements (see online_dense.py and online_sparse.py).
-    def _register_tables(self) -> None:
-        """Register the soft-label and accumulator buffers."""
-        raise NotImplementedError
+    @property
+    def dense(self) -> bool:
+        """``S`` is a K x K matrix (else top-k rows)."""
+        return self.table.dense
 
-    def _fill(self, on: float, off: float) -> None:
-        """Soft labels with ``on`` on each row's own class and ``off`` on every other class."""
-        raise NotImplementedError
-
-    def _soft_index(self, target: Tensor) -> Tensor | None:
-        """Classes whose logits the soft CE needs per position (gathered by ``logit_stats``)."""
-        raise NotImplementedError
-
-    def _soft_ce(self, logits: Tensor, target: Tensor, stats: LogitStats) -> Tensor:
-        """CE(S[y], softmax z) per position."""
-        raise NotImplementedError
-
-    def _accumulate_rows(self, logits: Tensor, rows: Tensor, y: Tensor, lse: Tensor, stats: LogitStats) -> None:
-        """Add softmax(logits[rows]) to the accumulators of classes ``y``."""
-        raise NotImplementedError
-
-    def _finish_period(self, update: Tensor, keep: Tensor, count: Tensor, fallback: float) -> None:
-        """Rows ``update`` become accumulator / count, rows ``keep`` stay, the others get
-        ``fallback`` on every class; then reset the accumulators."""
-        raise NotImplementedError
-
-    def _row_max(self) -> Tensor:
-        """The largest entry of every soft label ``[K]``."""
-        raise NotImplementedError
-
-    def _all_reduce_tables(self) -> None:
-        """Sum the accumulators over processes (identical result on every rank)."""
-        raise NotImplementedError
+    @property
+    def topk(self) -> int:
+        """Classes kept per soft label (K when dense)."""
+        return self.table.topk
 
     def soft_labels(self) -> Tensor:
         """The current soft labels as a dense K x K matrix (row y = S[y]); for inspection."""
-        raise NotImplementedError
+        return self.table.dense_labels()
 
     def target_mass(self, target: Tensor) -> Tensor:
         """``S[y][y]`` for each target in ``target`` [N] (valid classes only)."""
-        raise NotImplementedError
+        return self.table.target_mass(target)
 
     # ------------------------------------------------------------------ loss
     def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
@@ -208,10 +175,10 @@ class OnlineLabelSmoothing(MethodLoss):
         if flat_logits.size(-1) != self.num_classes:
             raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
         top = self.topk if self.training and not self.dense else 0  # sparse: top-k of correct rows
-        stats = logit_stats(flat_logits, flat_target, self._soft_index(flat_target), top=top)
+        stats = logit_stats(flat_logits, flat_target, self.table.soft_index(flat_target), top=top)
         zero = torch.zeros((), device=flat_logits.device)
         nll = torch.where(mask, stats.lse - stats.z_target, zero)
-        soft_ce = torch.where(mask, self._soft_ce(flat_logits, flat_target, stats), zero)
+        soft_ce = torch.where(mask, self.table.soft_ce(flat_logits, flat_target, stats), zero)
         per_position = self.hard_weight * nll + self.soft_weight * soft_ce
         correct = mask & (stats.argmax == flat_target)
         if self.training:
@@ -255,8 +222,6 @@ class OnlineLabelSmoothing(MethodLoss):
             per_position_penalty=soft_ce.view(shape) if keep_per_position else None,
         )
 
-    loss = MethodLoss.forward
-
     @torch.no_grad()
     def accumulate(self, logits: Tensor, target: Tensor, correct: Tensor, stats: LogitStats) -> None:
         """Add softmax(logits) (T = 1) of the ``correct`` rows to their target's accumulator; rows
@@ -271,26 +236,23 @@ class OnlineLabelSmoothing(MethodLoss):
             return
         y = target[rows]
         self.count.index_add_(0, y, torch.ones(rows.numel(), device=self.count.device))
-        self._accumulate_rows(logits, rows, y, stats.lse[rows].float(), stats)
+        self.table.accumulate_rows(logits, rows, y, stats.lse[rows].float(), stats)
 
     # ------------------------------------------------------------------ periods
     @torch.no_grad()
-    def step_period(self) -> None:
+    def end_period(self) -> None:
         """End the period: all-reduce the accumulators across processes (when torch.distributed
         is initialized), make them the new soft labels, and start a new period."""
         if distributed_world() > 1:
             dist.all_reduce(self.count)
-            self._all_reduce_tables()
+            self.table.all_reduce()
         seen = self.count > 0
-        keep = torch.zeros_like(seen) if self.freeze_above is None else seen & (self._row_max() >= self.freeze_above)
+        keep = torch.zeros_like(seen) if self.freeze_above is None else seen & (self.table.row_max() >= self.freeze_above)
         fallback = 1.0 / self.num_classes if self.unseen == "uniform" else 0.0
-        self._finish_period(seen & ~keep, keep, self.count, fallback)
+        self.table.finish_period(seen & ~keep, keep, self.count, fallback)
         self.count.zero_()
         self.periods += 1
         self._self_mass = None
-
-    def end_period(self) -> None:
-        self.step_period()
 
     LOG_VALUES = ("ols_periods", "ols_self_mass")
     TARGET_LOG_SUMS = ("ols_target_mass",)
@@ -312,6 +274,9 @@ class OnlineLabelSmoothing(MethodLoss):
     # ------------------------------------------------------------------ state
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
+        for name in self.TABLE_BUFFERS:  # a state saved by 0.1.0: the table's buffers at the top level
+            if prefix + name in state_dict:
+                state_dict[prefix + "table." + name] = state_dict.pop(prefix + name)
         key = prefix + "shape_info"
         if key in state_dict:
             saved = [int(v) for v in state_dict[key].tolist()]
@@ -342,8 +307,8 @@ class OLSOptions:
     """Options of Online Label Smoothing (``ols``); the defaults are the paper's Algorithm 1.
 
     Example:
-        >>> OLSOptions(topk=8).build(num_classes=100)
-        SparseOnlineLabelSmoothing(num_classes=100, topk=8, hard_weight=0.5, soft_weight=0.5)
+        >>> OLSOptions(topk=8).build(num_classes=100).table
+        SparseSoftLabels(num_classes=100, topk=8)
     """
 
     hard_weight: float = option(0.5, "weight of CE against the hard label (paper: 0.5)", valid=">= 0")

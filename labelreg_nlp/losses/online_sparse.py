@@ -1,4 +1,5 @@
-"""Online Label Smoothing with sparse top-k soft labels, for vocabularies.
+"""Online Label Smoothing's soft labels as sparse top-k rows, for vocabularies (held by
+:class:`~labelreg_nlp.losses.online.OnlineLabelSmoothing` as ``ols.table``).
 
 Each row of ``S`` keeps its top-k classes (``soft_idx``, ``soft_val``) and spreads the rest of
 its mass (``soft_tail``) uniformly over the other K - k classes. The accumulator keeps 2k slots
@@ -20,28 +21,33 @@ import math
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 from .logit_stats import LogitStats
-from .online import OnlineLabelSmoothing
 from .parts import weighted_logits
 
 
-class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
-    """OLS storing the top-k classes of each soft label plus a uniform tail.
+class SparseSoftLabels(nn.Module):
+    """The top-k classes of each soft label plus a uniform tail.
+
+    Args:
+        num_classes: K.
+        topk: k, classes kept per row (1 <= k <= K).
 
     Example:
-        >>> ols = SparseOnlineLabelSmoothing(1000, topk=16)
-        >>> ols.soft_val.shape, ols.acc_val.shape, ols.dense
-        (torch.Size([1000, 16]), torch.Size([1000, 32]), False)
-        >>> round(float(ols.soft_labels().sum(-1).max()), 4)
+        >>> table = SparseSoftLabels(1000, topk=16)
+        >>> table.fill(1e-3, 1e-3)
+        >>> table.soft_val.shape, table.acc_val.shape
+        (torch.Size([1000, 16]), torch.Size([1000, 32]))
+        >>> round(float(table.dense_labels().sum(-1).max()), 4)
         1.0
     """
 
     dense = False
 
-    def _register_tables(self) -> None:
-        k, kk = self.num_classes, self.topk
+    def __init__(self, num_classes: int, topk: int) -> None:
+        super().__init__()
+        k, kk = self.num_classes, self.topk = int(num_classes), int(topk)
         slots = min(k, 2 * kk)
         index_dtype = torch.int32 if k < 2**31 else torch.int64
         self.register_buffer("soft_idx", torch.empty(k, kk, dtype=index_dtype))
@@ -51,7 +57,7 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         self.register_buffer("acc_val", torch.zeros(k, slots))
         self.register_buffer("acc_tail", torch.zeros(k))
 
-    def _fill(self, on: float, off: float) -> None:
+    def fill(self, on: float, off: float) -> None:
         idx, val, tail = self._uniform_rows(off)
         val[:, 0] = on  # column 0 is the row's own class
         self.soft_idx.copy_(idx)
@@ -71,10 +77,10 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         """What each class outside a row's top-k gets: ``soft_tail / (K - k)``."""
         return self.soft_tail[rows] / max(1, self.num_classes - self.topk)
 
-    def _soft_index(self, target: Tensor) -> Tensor:
+    def soft_index(self, target: Tensor) -> Tensor:
         return self.soft_idx[target].long()
 
-    def _soft_ce(self, logits: Tensor, target: Tensor, stats: LogitStats) -> Tensor:
+    def soft_ce(self, logits: Tensor, target: Tensor, stats: LogitStats) -> Tensor:
         dtype = stats.lse.dtype
         k, kk = self.num_classes, self.topk
         val = self.soft_val[target].to(dtype)
@@ -88,7 +94,7 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         # (Exact unless the masked class sits in the top-k with zero mass while the tail has some.)
         return torch.where(torch.isnan(ce) & torch.isfinite(stats.lse), math.inf, ce)
 
-    def _accumulate_rows(self, logits: Tensor, rows: Tensor, y: Tensor, lse: Tensor, stats: LogitStats) -> None:
+    def accumulate_rows(self, logits: Tensor, rows: Tensor, y: Tensor, lse: Tensor, stats: LogitStats) -> None:
         # the top-k logits are the top-k of the softmax: exponentiate only those entries
         val = torch.exp(stats.top_logit[rows].float() - lse[:, None])
         self.acc_tail.index_add_(0, y, (1.0 - val.sum(-1)).clamp(min=0))
@@ -128,7 +134,7 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         self.acc_idx[row_of[keep], rank[keep]] = col_of[keep].to(self.acc_idx.dtype)
         self.acc_val[row_of[keep], rank[keep]] = summed[keep]
 
-    def _finish_period(self, update: Tensor, keep: Tensor, count: Tensor, fallback: float) -> None:
+    def finish_period(self, update: Tensor, keep: Tensor, count: Tensor, fallback: float) -> None:
         val, pos = self.acc_val.topk(self.topk, dim=-1)
         idx = self.acc_idx.gather(1, pos)
         tail = self.acc_tail + (self.acc_val.sum(-1) - val.sum(-1))
@@ -144,11 +150,11 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         self.acc_val.zero_()
         self.acc_tail.zero_()
 
-    def _row_max(self) -> Tensor:
+    def row_max(self) -> Tensor:
         rows = torch.arange(self.num_classes, device=self.soft_val.device)
         return torch.maximum(self.soft_val.amax(dim=-1), self._tail_share(rows))
 
-    def _all_reduce_tables(self) -> None:
+    def all_reduce(self) -> None:
         # Slot sets differ between ranks: gather every rank's slots and merge them in rank order,
         # so all ranks compute the same result.
         world = dist.get_world_size()
@@ -163,7 +169,7 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
         for idx, val in zip(gathered_idx, gathered_val, strict=True):
             self._merge(rows, idx.long(), val)
 
-    def soft_labels(self) -> Tensor:
+    def dense_labels(self) -> Tensor:
         k = self.num_classes
         out = self._tail_share(torch.arange(k, device=self.soft_tail.device))[:, None].expand(k, k).clone()
         out.scatter_(1, self.soft_idx.long(), self.soft_val)
@@ -172,3 +178,6 @@ class SparseOnlineLabelSmoothing(OnlineLabelSmoothing):
     def target_mass(self, target: Tensor) -> Tensor:
         hit = self.soft_idx[target].long() == target[:, None]
         return torch.where(hit.any(-1), (self.soft_val[target] * hit).sum(-1), self._tail_share(target))
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, topk={self.topk}"

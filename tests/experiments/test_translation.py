@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from labelreg_nlp.cli import user_dir
 from labelreg_nlp.experiments.corpora import synthetic_pairs
 from labelreg_nlp.experiments.iwslt14 import TEST_SETS, ReleaseError, read_release
 from labelreg_nlp.experiments.translation import PrepareOptions, compare_table, read_results
+from labelreg_nlp.integrations.fairseq_command import user_dir
 from labelreg_nlp.metrics import ScoredPredictions, aurc
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -167,12 +167,12 @@ def test_ols_criterion_loss_periods_logging_and_state():
     run(crit, model, sample)  # evaluation never changes the state
     assert torch.equal(crit.ols.count, ref.count)
     task.begin_epoch(2, model)  # epoch boundary ends the period
-    ref.step_period()
+    ref.end_period()
     assert int(crit.ols.periods) == 1 and torch.equal(crit.ols.soft_labels(), ref.soft_labels())
     task.begin_epoch(2, model)  # a repeated call (resume) does not end another period
     assert int(crit.ols.periods) == 1
     state = crit.state_dict()
-    assert {"ols.soft_val", "ols.acc_val", "current_epoch", "checkpoint_anchor"} <= set(state)
+    assert {"ols.table.soft_val", "ols.table.acc_val", "current_epoch", "checkpoint_anchor"} <= set(state)
     assert len(list(crit.parameters())) == 1  # fairseq checkpoints criteria that have a parameter
 
 

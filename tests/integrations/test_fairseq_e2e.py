@@ -137,7 +137,7 @@ def test_ols_state_after_resume_equals_an_uninterrupted_run(data_bin, tmp_path):
     a = torch.load(tmp_path / "a" / "checkpoint_last.pt", weights_only=False)["criterion"]
     b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)["criterion"]
     assert set(a) == set(b) and int(a["ols.periods"]) == int(b["ols.periods"]) == 2
-    for key in ("ols.soft_idx", "ols.soft_val", "ols.soft_tail", "current_epoch"):
+    for key in ("ols.table.soft_idx", "ols.table.soft_val", "ols.table.soft_tail", "current_epoch"):
         assert torch.equal(a[key], b[key]), key
     rows = epoch_stats(straight)
     assert float(rows[0]["train_ols_target_mass"]) < float(rows[1]["train_ols_target_mass"])  # S learned

@@ -102,7 +102,7 @@ def _one_update(kind, method, batch_size, accumulation, tmp_path, **options):
     trainer.train()
     logged = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
     ols = getattr(trainer.labelreg_loss.token_loss, "ols", None)  # only an ols loss has one
-    return logged, snapshot.grads, None if ols is None else (ols.count.clone(), ols.acc.clone())
+    return logged, snapshot.grads, None if ols is None else (ols.count.clone(), ols.table.acc.clone())
 
 
 @pytest.mark.parametrize("method", METHODS)

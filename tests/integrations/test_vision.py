@@ -167,7 +167,7 @@ def test_ols_soft_targets_mix_soft_labels_and_accumulate_by_target_argmax():
     assert 0 < int(hit.sum()) < 10
     torch.testing.assert_close(ols.ols.count, torch.bincount(t.argmax(-1)[hit], minlength=K).float())
     acc = torch.zeros(K, K).index_add_(0, t.argmax(-1)[hit], torch.softmax(x.detach()[hit], -1))
-    torch.testing.assert_close(ols.ols.acc, acc)
+    torch.testing.assert_close(ols.ols.table.acc, acc)
 
 
 def test_state_and_learnable_parameters_round_trip():

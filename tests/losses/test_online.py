@@ -62,7 +62,7 @@ def test_matches_algorithm_1_over_three_epochs(kind):
             theirs = ref.loss(z_ref, y)
             torch.testing.assert_close(ours, theirs)
             torch.testing.assert_close(torch.autograd.grad(ours, z64)[0], torch.autograd.grad(theirs, z_ref)[0])
-        ols.step_period()
+        ols.end_period()
         ref.end_epoch()
         torch.testing.assert_close(ols.soft_labels().double(), ref.S, rtol=1e-6, atol=1e-7)
     assert int(ols.periods) == 3
@@ -122,7 +122,7 @@ def test_official_variants_over_four_epochs(kind, variant):
             torch.testing.assert_close(torch.autograd.grad(ours, z64)[0], torch.autograd.grad(theirs, z_ref)[0])
         before = ref.S.clone()
         n = ref.n.clone()
-        ols.step_period()
+        ols.end_period()
         ref.end_epoch()
         torch.testing.assert_close(ols.soft_labels().double(), ref.S, rtol=1e-6, atol=1e-7)
         if variant.get("freeze_above") is not None:
@@ -145,7 +145,7 @@ def test_unseen_class_falls_back_to_uniform_and_padding_is_ignored():
     y = torch.tensor([3, 3, -100, 7])  # class 7 predicted wrong; the -100 row predicts 3
     ols(z, y, ignore_index=-100)
     assert ols.count.tolist() == [0, 0, 0, 2] + [0] * 6
-    ols.step_period()
+    ols.end_period()
     S = ols.soft_labels()
     torch.testing.assert_close(S[3], torch.softmax(z[0], -1))
     torch.testing.assert_close(S[7], torch.full((K,), 1.0 / K))
@@ -168,7 +168,7 @@ def test_weights_and_eval_does_not_accumulate():
     z, y = batches(1)[0]
     parts = ols.eval().parts(z, y)
     torch.testing.assert_close(parts.loss, parts.nll + parts.penalty)
-    assert float(ols.count.sum()) == 0 and float(ols.acc.sum()) == 0
+    assert float(ols.count.sum()) == 0 and float(ols.table.acc.sum()) == 0
     ols.train()(z, y)
     assert float(ols.count.sum()) > 0
 
@@ -181,7 +181,7 @@ def test_sparse_topk_equal_k_equals_dense_and_small_k_is_close():
             losses = [m.train()(z, y) for m in (dense, full, small)]
             torch.testing.assert_close(losses[1], losses[0])
         for m in (dense, full, small):
-            m.step_period()
+            m.end_period()
     torch.testing.assert_close(full.soft_labels(), dense.soft_labels())
     z, y = batches(1, 256, 50, seed=99)[0]
     l_dense, l_small = dense.eval()(z, y), small.eval()(z, y)
@@ -197,7 +197,7 @@ def test_state_dict_round_trip_with_pending_accumulators():
     data = batches(4, 64, 40, seed=3, skew=3.0)
     for z, y in data[:2]:
         a(z, y)
-    a.step_period()
+    a.end_period()
     a(*data[2])  # pending accumulation
     b = OnlineLabelSmoothing(40, topk=6)
     b.load_state_dict(a.state_dict())
@@ -205,8 +205,8 @@ def test_state_dict_round_trip_with_pending_accumulators():
         assert torch.equal(t, b.state_dict()[name]), name
     a(*data[3])
     b.train()(*data[3])
-    a.step_period()
-    b.step_period()
+    a.end_period()
+    b.end_period()
     assert torch.equal(a.soft_labels(), b.soft_labels())
 
 
@@ -249,7 +249,7 @@ def _worker(rank, world, port, kind, shards, out):
         ols = OnlineLabelSmoothing(30, **kind).train()
         for z, y in shards[rank]:
             ols(z, y)
-        ols.step_period()
+        ols.end_period()
         torch.save(ols.state_dict(), os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -273,7 +273,7 @@ def test_two_processes_hold_the_soft_labels_of_one_process_over_all_batches(tmp_
     single = OnlineLabelSmoothing(30, **kind).train()
     for z, y in data:
         single(z, y)
-    single.step_period()
+    single.end_period()
     merged = OnlineLabelSmoothing(30, **kind)
     merged.load_state_dict(r0)
     if kind.get("topk", 30) == 30:  # exact representations: identical up to float summation order
@@ -295,7 +295,7 @@ def test_sparse_merge_keeps_the_largest_sums_per_row_and_moves_the_rest_to_the_t
         rows = k_classes - 5 + torch.randint(0, 5, (30,), generator=gen)  # the largest keys
         idx = k_classes - 12 + torch.randint(0, 12, (30, topk), generator=gen)
         val = torch.rand(30, topk, generator=gen)
-        ols._merge(rows, idx, val)
+        ols.table._merge(rows, idx, val)
         for r in rows.unique().tolist():  # reference: sum, keep the largest 6, rest to the tail
             sums = dict(kept.get(r, {}))
             for i in (rows == r).nonzero().squeeze(-1).tolist():
@@ -305,30 +305,31 @@ def test_sparse_merge_keeps_the_largest_sums_per_row_and_moves_the_rest_to_the_t
             kept[r] = dict(ranked[:6])
             tail[r] += sum(v for _, v in ranked[6:])
         for r, entries in kept.items():
-            got = {int(c): float(v) for c, v in zip(ols.acc_idx[r], ols.acc_val[r], strict=True) if v > 0}
+            got = {int(c): float(v) for c, v in zip(ols.table.acc_idx[r], ols.table.acc_val[r], strict=True) if v > 0}
             assert got.keys() == entries.keys()
             for c, v in entries.items():
                 assert got[c] == pytest.approx(v, rel=1e-5)
-        torch.testing.assert_close(ols.acc_tail.double(), tail, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ols.table.acc_tail.double(), tail, rtol=1e-5, atol=1e-6)
 
 
-def test_the_representation_is_chosen_by_size_and_options_and_survives_a_copy():
+def test_the_table_is_chosen_by_size_and_options_and_survives_a_copy():
     import copy
 
-    from labelreg_nlp.losses import DenseOnlineLabelSmoothing, SparseOnlineLabelSmoothing
+    from labelreg_nlp.losses import DenseSoftLabels, SparseSoftLabels
 
-    assert type(OnlineLabelSmoothing(2048)) is DenseOnlineLabelSmoothing
-    assert type(OnlineLabelSmoothing(2049)) is SparseOnlineLabelSmoothing
-    assert type(OnlineLabelSmoothing(10, topk=3)) is SparseOnlineLabelSmoothing
-    assert type(OnlineLabelSmoothing(3000, dense=True)) is DenseOnlineLabelSmoothing
+    assert type(OnlineLabelSmoothing(2048).table) is DenseSoftLabels
+    assert type(OnlineLabelSmoothing(2049).table) is SparseSoftLabels
+    assert type(OnlineLabelSmoothing(10, topk=3).table) is SparseSoftLabels
+    assert type(OnlineLabelSmoothing(3000, dense=True).table) is DenseSoftLabels
+    assert type(OnlineLabelSmoothing(3000, dense=True)) is OnlineLabelSmoothing  # one class, whatever the table
     with pytest.raises(ValueError, match="either dense=True or topk"):
-        DenseOnlineLabelSmoothing(10, topk=3)
+        OnlineLabelSmoothing(10, dense=True, topk=3)
     ols = OnlineLabelSmoothing(K, topk=4).train()
     for z, y in batches(n_batches=2):
         ols(z, y)
-    ols.step_period()
+    ols.end_period()
     twin = copy.deepcopy(ols)
-    assert type(twin) is SparseOnlineLabelSmoothing
+    assert type(twin.table) is SparseSoftLabels
     torch.testing.assert_close(twin.soft_labels(), ols.soft_labels())
 
 
@@ -337,7 +338,7 @@ def test_logged_self_mass_follows_periods_and_loaded_states():
     assert ols.log_values() == {"ols_periods": 0, "ols_self_mass": pytest.approx(1 / K)}
     for z, y in batches(n_batches=2):
         ols(z, y)
-    ols.step_period()
+    ols.end_period()
     classes = torch.arange(K)
     assert ols.log_values()["ols_self_mass"] == pytest.approx(float(ols.target_mass(classes).mean()))
     fresh = OnlineLabelSmoothing(K, topk=4)

@@ -125,7 +125,7 @@ def test_every_method_equals_the_reference_where_finite(batch, method):
     loss = build(method, logits.size(-1), seed)
     if method == "ols-sparse":  # the documented limit: a masked class stored in the top-k with zero mass
         ols, y = loss.method_loss, target[target != IGNORE]
-        idx, val = ols.soft_idx[y].long(), ols.soft_val[y]
+        idx, val = ols.table.soft_idx[y].long(), ols.table.soft_val[y]
         hypothesis.assume(not bool((torch.isinf(logits[target != IGNORE].gather(1, idx)) & (val == 0)).any()))
     parts = loss.parts(logits, target, keep_per_position=True)
     close(parts.per_position, reference(loss, method, logits, target), logits, float32_tables=method in ("lspp", "lls"))

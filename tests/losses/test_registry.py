@@ -101,8 +101,8 @@ def test_every_adapter_offers_every_option_of_the_method(name):
 
     assert flat <= {f.name for f in fields(LabelRegArguments)}
     pytest.importorskip("fairseq")
+    from labelreg_nlp.integrations.fairseq_command import FAIRSEQ_SELECTION
     from labelreg_nlp.integrations.fairseq_criteria import CRITERIA
-    from labelreg_nlp.integrations.fairseq_names import FAIRSEQ_SELECTION
 
     criterion = CRITERIA[FAIRSEQ_SELECTION[name].criterion]
     config = {f.name for f in fields(_config_of(criterion))}

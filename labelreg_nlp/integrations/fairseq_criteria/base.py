@@ -9,28 +9,22 @@ modules beside this one.
 import inspect
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-# torch >= 2.6 loads with weights_only=True, which fairseq checkpoints (argparse/omegaconf objects)
-# cannot pass; fairseq-generate and --restore-file would fail. Only a default: a user's explicit
-# setting wins. Must run before fairseq loads a checkpoint, i.e. at --user-dir import time.
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+import torch
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
 
-import torch  # noqa: E402
-from fairseq import utils  # noqa: E402
-from fairseq.criterions import FairseqCriterion  # noqa: E402
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass  # noqa: E402
-from fairseq.logging import metrics  # noqa: E402
-from omegaconf import II  # noqa: E402
-
-from ...losses.base import MethodLoss, ScheduledAlphaLoss  # noqa: E402
-from ...losses.fused_linear import fused_linear_parts  # noqa: E402
-from ...losses.parts import LossParts, check_alpha  # noqa: E402
-from ...losses.registry import get_method  # noqa: E402
-from ..fairseq_names import fairseq_flag  # noqa: E402
+from ...losses.base import MethodLoss, ScheduledAlphaLoss
+from ...losses.fused_linear import fused_linear_parts
+from ...losses.parts import LossParts, check_alpha
+from ...losses.registry import get_method
+from ..fairseq_command import fairseq_flag
 
 logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)

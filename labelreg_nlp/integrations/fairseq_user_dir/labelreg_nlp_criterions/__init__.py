@@ -3,4 +3,8 @@
 The folder name is unique on purpose: fairseq imports a user dir by its basename.
 """
 
-import labelreg_nlp.integrations.fairseq_criteria  # noqa: F401  (registers the criteria)
+from labelreg_nlp.integrations.fairseq_command import allow_fairseq_checkpoints
+
+allow_fairseq_checkpoints()  # before fairseq loads a checkpoint (--restore-file, fairseq-generate)
+
+import labelreg_nlp.integrations.fairseq_criteria  # noqa: E402, F401  (registers the criteria)

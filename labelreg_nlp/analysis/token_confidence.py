@@ -5,7 +5,6 @@ fairseq checkpoints and Hugging Face seq2seq trainers."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,13 +32,13 @@ def fairseq_token_scores(data_dir: str | Path, checkpoint: str | Path, split: st
     Returns:
         The scored target positions.
     """
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     from argparse import Namespace
 
     from fairseq import checkpoint_utils, utils
 
-    from ..cli import user_dir
+    from ..integrations.fairseq_command import allow_fairseq_checkpoints, user_dir
 
+    allow_fairseq_checkpoints()
     utils.import_user_module(Namespace(user_dir=user_dir()))
     # fairseq leaves the root logger at DEBUG: keep the plotting libraries quiet
     logging.getLogger("matplotlib").setLevel(logging.WARNING)

@@ -4,7 +4,7 @@ with the model's own loss as the check of the label log-probabilities."""
 import pytest
 import torch
 
-from labelreg_nlp.experiments.token_confidence import hf_token_scores
+from labelreg_nlp.analysis.token_confidence import hf_token_scores
 from tests.integrations.hf_toy import collate, t5_seq2seq, token_examples, training_args
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from labelreg_nlp.experiments.learned_labels import (
+from labelreg_nlp.analysis.learned_labels import (
     fairseq_dictionary,
     load_learned_labels,
     neighbour_table,

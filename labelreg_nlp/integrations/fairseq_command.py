@@ -1,5 +1,6 @@
-"""How each method is selected on a ``fairseq-train`` command line, without importing fairseq
-(the scripts build command lines in a process that never trains).
+"""Reaching the criteria from a fairseq command, without importing fairseq (the scripts and
+``labelreg-nlp`` build command lines in processes that never train): the ``--user-dir`` folder,
+the arguments that select each method, and the environment fairseq needs to load checkpoints.
 
 Example:
     >>> fairseq_command_line("maxsup", alpha=0.1)
@@ -10,8 +11,33 @@ Example:
 
 from __future__ import annotations
 
+import os
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+#: torch >= 2.6 loads with ``weights_only=True``, which fairseq checkpoints (argparse/omegaconf
+#: objects) cannot pass: fairseq-generate and --restore-file would fail
+TORCH_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+
+
+def user_dir() -> str:
+    """Absolute path of the packaged fairseq ``--user-dir`` that registers this package's criteria."""
+    return str(Path(__file__).resolve().parent / "fairseq_user_dir" / "labelreg_nlp_criterions")
+
+
+def allow_fairseq_checkpoints(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Let torch load fairseq checkpoints in ``env`` (default: this process's environment), unless
+    the user set the variable; called by the entry points that load them (the ``--user-dir``
+    plugin, ``labelreg-nlp fairseq-*``, the scripts' fairseq runs), never at a library import.
+
+    Returns:
+        ``env``.
+    """
+    env = os.environ if env is None else env
+    env.setdefault(TORCH_LOAD_VARIABLE, "1")
+    return env
 
 
 @dataclass(frozen=True)
