@@ -37,6 +37,7 @@ from transformers import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from labelreg_nlp.analysis.token_confidence import hf_token_scores  # noqa: E402
 from labelreg_nlp.experiments.corpora import offline_de_en_pairs  # noqa: E402
 from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
     RunArguments,
@@ -49,7 +50,6 @@ from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
 )
 from labelreg_nlp.experiments.records import DataError, read_records, select_columns, split_records  # noqa: E402
 from labelreg_nlp.experiments.run_dirs import release_run_dir  # noqa: E402
-from labelreg_nlp.experiments.token_confidence import hf_token_scores  # noqa: E402
 from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
 from labelreg_nlp.metrics import evaluate_confidence  # noqa: E402
 
