@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from labelreg_nlp.experiments import translation as T  # noqa: E402
 from labelreg_nlp.experiments.corpora import DEFAULT_LOCALE_DIR, offline_de_en_pairs, split_pairs  # noqa: E402

@@ -21,12 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp import LabelSmoothingPlusPlus, LearnableLabelSmoothing, label_smoothing_loss  # noqa: E402
 from labelreg_nlp.experiments.timing import child_peaks, peak_step_bytes, step_times  # noqa: E402

@@ -32,12 +32,9 @@ import platform
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp import TokenLoss  # noqa: E402
 from labelreg_nlp.experiments.timing import child_peaks, peak_step_bytes, step_times  # noqa: E402

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp import label_smoothing_loss  # noqa: E402
 from labelreg_nlp.experiments.timing import step_times  # noqa: E402

@@ -28,9 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run from a clone without installing too
-
 from labelreg_nlp.experiments import translation as T  # noqa: E402
 from labelreg_nlp.experiments.corpora import DEFAULT_LOCALE_DIR, offline_de_en_pairs, split_pairs  # noqa: E402
 from labelreg_nlp.experiments.run_dirs import RunDirError, RunManifest, claim_run_dir, mark_run  # noqa: E402

@@ -35,8 +35,6 @@ from transformers import (  # noqa: E402
     set_seed,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labelreg_nlp.analysis.token_confidence import hf_token_scores  # noqa: E402
 from labelreg_nlp.experiments.corpora import offline_de_en_pairs  # noqa: E402
 from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402

@@ -33,8 +33,6 @@ from transformers import (  # noqa: E402
     set_seed,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
     RunArguments,
     claim_output_dir,

@@ -26,8 +26,6 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from labelreg_nlp.experiments import translation as T  # noqa: E402
 from labelreg_nlp.experiments.corpora import offline_de_en_pairs, split_pairs  # noqa: E402
 from labelreg_nlp.experiments.iwslt14 import ReleaseError, read_release  # noqa: E402

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labelreg_nlp.experiments.image_training import (  # noqa: E402
     ImageRunConfig,

@@ -7,8 +7,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from labelreg_nlp.integrations.hf import LabelRegTrainer  # noqa: E402
 from tests.integrations.hf_toy import collate, gpt2_lm, token_examples, training_args  # noqa: E402
 
