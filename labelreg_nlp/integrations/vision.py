@@ -26,7 +26,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ..losses.parts import LossParts, check_inputs
+from ..losses.checks import check_inputs
+from ..losses.parts import LossParts
 from ..losses.token_loss import TokenLoss
 
 
@@ -65,8 +66,8 @@ class ClassificationLoss(TokenLoss):
         """Summed terms over rows; soft targets when ``target`` is a float tensor shaped as the logits."""
         check_inputs(logits, target)
         if not (target.is_floating_point() and target.dim() == logits.dim()):
-            return super().parts(logits, target, keep_per_position)
-        return self.prepared_method(logits).soft_parts(logits, target, keep_per_position)
+            return super().parts(logits, target, keep_per_position=keep_per_position)
+        return self.prepared_method(logits).soft_parts(logits, target, keep_per_position=keep_per_position)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
         """The loss over rows, averaged (``reduction="mean"``) or summed."""

@@ -2,6 +2,7 @@
 alpha schedules, the method registry and the method-by-name :class:`TokenLoss`."""
 
 from .base import MethodLoss, ScheduledAlphaLoss
+from .checks import check_alpha
 from .fused_linear import fused_linear_loss, fused_linear_parts
 from .learned import LearnedTargetLoss
 from .lls import LearnableLabelSmoothing, LLSOptions
@@ -11,7 +12,7 @@ from .online import OLSOptions, OnlineLabelSmoothing
 from .online_dense import DenseSoftLabels
 from .online_sparse import SparseSoftLabels
 from .options import OptionField, option_fields
-from .parts import LossParts, check_alpha
+from .parts import LossParts
 from .registry import METHODS, Method, get_method, methods_table, register_method
 from .schedules import ConstantSchedule, LinearSchedule, make_schedule
 from .smoothing import (

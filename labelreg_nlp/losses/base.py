@@ -22,7 +22,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .parts import IGNORE_INDEX, LossParts, Reduction, check_alpha, check_reduction, check_soft_target
+from .checks import Reduction, check_alpha, check_reduction
+from .parts import IGNORE_INDEX, LossParts, check_soft_target
 from .schedules import make_schedule
 
 
@@ -36,7 +37,7 @@ class MethodLoss(nn.Module):
     #: has periods that adapters end with :meth:`end_period` (every epoch or every N updates)
     PERIODIC: bool = False
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
+    def parts(self, logits: Tensor, target: Tensor, *, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         """Summed loss terms over the positions whose target is not ``ignore_index``.
 
@@ -51,7 +52,7 @@ class MethodLoss(nn.Module):
         """
         raise NotImplementedError
 
-    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+    def soft_parts(self, logits: Tensor, target: Tensor, *, keep_per_position: bool = False) -> LossParts:
         """Summed loss terms for soft targets ``t`` ``[..., K]`` (Mixup / CutMix rows): the loss of
         the class-index targets averaged under ``t``, per row ``sum_j t_j loss(z, j)``.
 
@@ -71,27 +72,23 @@ class MethodLoss(nn.Module):
         flat_logits, flat_t = check_soft_target(logits, target)
         rows, cls = flat_t.nonzero(as_tuple=True)
         weight = flat_t[rows, cls].to(torch.float64 if logits.dtype == torch.float64 else torch.float32)
-        expanded = self.parts(flat_logits.index_select(0, rows), cls, None, keep_per_position=True)
+        expanded = self.parts(flat_logits.index_select(0, rows), cls, ignore_index=None, keep_per_position=True)
         n = flat_logits.size(0)
         per_row = [torch.zeros(n, dtype=weight.dtype, device=weight.device).index_add(0, rows, weight * v)
                    for v in (expanded.per_position, expanded.per_position_nll, expanded.per_position_penalty)]
         shape = target.shape[:-1]
         with torch.no_grad():
             correct = flat_logits.argmax(dim=-1) == flat_t.argmax(dim=-1)
-        return LossParts(
-            loss=per_row[0].sum(), nll=per_row[1].sum(), penalty=per_row[2].sum(),
-            ntokens=torch.tensor(n, device=logits.device), ncorrect=correct.sum(),
-            per_position=per_row[0].view(shape) if keep_per_position else None,
-            per_position_nll=per_row[1].view(shape) if keep_per_position else None,
-            per_position_penalty=per_row[2].view(shape) if keep_per_position else None,
-        )
+        return LossParts.of_positions(*per_row, ntokens=torch.tensor(n, device=logits.device), ncorrect=correct.sum(),
+                                      shape=shape, keep_per_position=keep_per_position)
 
-    def forward(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
+    def forward(self, logits: Tensor, target: Tensor, *, ignore_index: int | None = IGNORE_INDEX,
                 reduction: Reduction = "mean") -> Tensor:
         """The loss reduced by ``reduction`` (``"mean"`` over non-ignored positions, ``"sum"``,
         ``"none"``)."""
         check_reduction(reduction)
-        return self.parts(logits, target, ignore_index, keep_per_position=reduction == "none").reduce(reduction)
+        return self.parts(logits, target, ignore_index=ignore_index,
+                          keep_per_position=reduction == "none").reduce(reduction)
 
     @contextmanager
     def batch_in_chunks(self) -> Iterator[None]:

@@ -28,8 +28,9 @@ import torch
 from torch import Tensor
 
 from .base import MethodLoss
+from .checks import Reduction, check_reduction, check_tensor
 from .logit_stats import compute_dtype
-from .parts import IGNORE_INDEX, LossParts, Reduction, check_reduction, check_tensor, flatten_target
+from .parts import IGNORE_INDEX, LossParts, flatten_target
 
 #: elements of one chunk of logits (float32: 64 MiB) when ``chunk_rows`` is not given
 FUSED_CHUNK_ELEMENTS = 1 << 24
@@ -70,7 +71,7 @@ class _FusedLinearFn(torch.autograd.Function):
                 z = torch.nn.functional.linear(h, weight, bias)  # the model's dtype, as its own output layer
                 with torch.enable_grad():
                     z.requires_grad_(any_grad)
-                    parts = method.parts(z, target[start:start + chunk_rows], None)  # ignored rows already dropped
+                    parts = method.parts(z, target[start:start + chunk_rows], ignore_index=None)  # ignored rows already dropped
                     grads = torch.autograd.grad(parts.loss, [z, *learn], allow_unused=True) if any_grad else ()
                 sums += torch.stack([parts.loss.detach(), parts.nll.detach(), parts.penalty.detach()])
                 ncorrect += parts.ncorrect

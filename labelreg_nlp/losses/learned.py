@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from .base import MethodLoss
+from .checks import check_inputs, check_logit_classes, check_num_classes
 from .learned_tables import FactoredTable, FullTable, RowTable
 from .logit_stats import compute_dtype, row_slices
-from .parts import IGNORE_INDEX, LossParts, check_inputs, flatten_batch
+from .parts import IGNORE_INDEX, LossParts, flatten_batch
 
 # The kernels keep about six chunk-sized float32 temporaries alive: chunks of a quarter of
 # logit_stats' size hold that to ~25 MiB whatever N is, up to 32k classes. Above, a chunk keeps
@@ -158,9 +159,7 @@ class LearnedTargetLoss(MethodLoss):
 
     def __init__(self, num_classes: int, *, alpha: float = 0.1, rank: int | None = None, full: bool = False) -> None:
         super().__init__()
-        k = int(num_classes)
-        if k < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        k = check_num_classes(num_classes)
         self.alpha = self.check_alpha(alpha)
         self.check_table(rank, full, full_name="full=True")
         self.num_classes = k
@@ -203,9 +202,7 @@ class LearnedTargetLoss(MethodLoss):
         """Per position ``[N]``: the two terms (0 where ignored), then ``info`` [N_live, 4] and the mask."""
         check_inputs(logits, target)
         flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
-        if flat_logits.size(-1) != self.num_classes:
-            raise ValueError(f"logits have {flat_logits.size(-1)} classes, this {self.NAME} table has "
-                             f"num_classes={self.num_classes}")
+        check_logit_classes(flat_logits.size(-1), self.num_classes, f"this {self.NAME} table has")
         rows = mask.nonzero().squeeze(-1)
         live_terms, info = _LearnedTargetFn.apply(flat_logits, flat_target, rows, self.alpha, self.kernel,
                                                   self.table, *self.table.params())
@@ -214,7 +211,7 @@ class LearnedTargetLoss(MethodLoss):
         second = live_terms.new_zeros(n).index_put((rows,), live_terms[:, 1])
         return first, second, info, mask
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
+    def parts(self, logits: Tensor, target: Tensor, *, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         """``loss`` = summed ``(first + second) / 2``, ``nll`` = summed CE(onehot), ``penalty`` =
         summed second term (what trains the table: the reverse term)."""
@@ -225,13 +222,8 @@ class LearnedTargetLoss(MethodLoss):
         if self._chunked and self._last is not None:
             last = (self._last[0] + last[0], self._last[1] + last[1])
         self._last = last
-        return LossParts(
-            loss=per_position.sum(), nll=nll.sum(), penalty=second.sum(), ntokens=mask.sum(),
-            ncorrect=info[:, 1].sum().long(),
-            per_position=per_position.view(target.shape) if keep_per_position else None,
-            per_position_nll=nll.view(target.shape) if keep_per_position else None,
-            per_position_penalty=second.view(target.shape) if keep_per_position else None,
-        )
+        return LossParts.of_positions(per_position, nll, second, ntokens=mask.sum(), ncorrect=info[:, 1].sum().long(),
+                                      shape=target.shape, keep_per_position=keep_per_position)
 
     @contextmanager
     def batch_in_chunks(self) -> Iterator[None]:

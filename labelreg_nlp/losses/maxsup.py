@@ -17,17 +17,9 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
+from .checks import Reduction, check_alpha, check_inputs, check_reduction
 from .options import Label, option, same_name
-from .parts import (
-    IGNORE_INDEX,
-    LossParts,
-    Reduction,
-    check_alpha,
-    check_inputs,
-    check_reduction,
-    gap_parts,
-    soft_gap_parts,
-)
+from .parts import IGNORE_INDEX, LossParts, gap_parts, soft_gap_parts
 
 
 def maxsup_parts(
@@ -149,11 +141,11 @@ class MaxSupLoss(ScheduledAlphaLoss):
         0.2
     """
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
+    def parts(self, logits: Tensor, target: Tensor, *, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         return _any_target_parts(logits, target, self.alpha, ignore_index, keep_per_position, self.validate_args)
 
-    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+    def soft_parts(self, logits: Tensor, target: Tensor, *, keep_per_position: bool = False) -> LossParts:
         return soft_target_parts(logits, target, self.alpha, keep_per_position=keep_per_position)
 
 

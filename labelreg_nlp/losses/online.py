@@ -29,11 +29,12 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .base import MethodLoss
+from .checks import check_alpha, check_choice, check_inputs, check_logit_classes, check_num_classes, check_weight
 from .logit_stats import LogitStats, logit_stats
 from .online_dense import DenseSoftLabels
 from .online_sparse import SparseSoftLabels
-from .options import Label, check_choice, option, same_name
-from .parts import IGNORE_INDEX, LossParts, check_alpha, check_inputs, check_soft_target, flatten_batch, weighted_logits
+from .options import Label, option, same_name
+from .parts import IGNORE_INDEX, LossParts, check_soft_target, flatten_batch, weighted_logits
 
 Init = Literal["uniform", "ls", "zeros"]
 INITS: tuple[str, ...] = ("uniform", "ls", "zeros")
@@ -41,14 +42,6 @@ Unseen = Literal["uniform", "zeros"]
 UNSEEN: tuple[str, ...] = ("uniform", "zeros")
 DENSE_MAX_CLASSES = 2048  # auto mode: dense up to this many classes, sparse above
 DEFAULT_TOPK = 64
-
-
-def check_weight(value: float, name: str) -> float:
-    """``value`` as a float, or ``ValueError`` naming it unless finite and >= 0."""
-    value = float(value)
-    if not (value >= 0.0 and value != float("inf")):  # rejects negative, NaN and inf
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
 
 
 def distributed_world() -> int:
@@ -112,8 +105,7 @@ class OnlineLabelSmoothing(MethodLoss):
         freeze_above: float | None = None,
     ) -> None:
         super().__init__()
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        check_num_classes(num_classes)
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         init_alpha = check_alpha(init_alpha, "init_alpha")
@@ -165,15 +157,14 @@ class OnlineLabelSmoothing(MethodLoss):
         return self.table.target_mass(target)
 
     # ------------------------------------------------------------------ loss
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
+    def parts(self, logits: Tensor, target: Tensor, *, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         """:class:`~labelreg_nlp.losses.parts.LossParts` with ``nll`` = summed CE(onehot),
         ``penalty`` = summed CE(S[y]) and ``loss = hard_weight * nll + soft_weight * penalty``.
         Accumulates when ``self.training``."""
         check_inputs(logits, target)
         flat_logits, flat_target, mask = flatten_batch(logits, target, ignore_index, self.validate_args)
-        if flat_logits.size(-1) != self.num_classes:
-            raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
+        check_logit_classes(flat_logits.size(-1), self.num_classes, "this OLS state has")
         top = self.topk if self.training and not self.dense else 0  # sparse: top-k of correct rows
         stats = logit_stats(flat_logits, flat_target, self.table.soft_index(flat_target), top=top)
         zero = torch.zeros((), device=flat_logits.device)
@@ -183,23 +174,17 @@ class OnlineLabelSmoothing(MethodLoss):
         correct = mask & (stats.argmax == flat_target)
         if self.training:
             self.accumulate(flat_logits, flat_target, correct, stats)
-        return LossParts(
-            loss=per_position.sum(), nll=nll.sum(), penalty=soft_ce.sum(), ntokens=mask.sum(),
-            ncorrect=correct.sum(),
-            per_position=per_position.view(target.shape) if keep_per_position else None,
-            per_position_nll=nll.view(target.shape) if keep_per_position else None,
-            per_position_penalty=soft_ce.view(target.shape) if keep_per_position else None,
-        )
+        return LossParts.of_positions(per_position, nll, soft_ce, ntokens=mask.sum(), ncorrect=correct.sum(),
+                                      shape=target.shape, keep_per_position=keep_per_position)
 
-    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+    def soft_parts(self, logits: Tensor, target: Tensor, *, keep_per_position: bool = False) -> LossParts:
         """Soft targets ``t`` ``[..., K]`` (Mixup / CutMix): per row
         ``hard_weight * CE(t, p) + soft_weight * CE(t S, p)``, the per-class loss averaged under
         ``t`` (``t S`` mixes the soft labels of the mixed classes). When training, a row whose
         arg-max equals ``argmax t`` is accumulated into the soft label of ``argmax t``. One-hot
         ``t`` gives :meth:`parts` exactly. ``S`` is taken dense here (K x K; vision scale)."""
         flat_logits, flat_t = check_soft_target(logits, target)
-        if flat_logits.size(-1) != self.num_classes:
-            raise ValueError(f"logits have {flat_logits.size(-1)} classes, this OLS state has {self.num_classes}")
+        check_logit_classes(flat_logits.size(-1), self.num_classes, "this OLS state has")
         hard = flat_t.argmax(dim=-1)
         top = self.topk if self.training and not self.dense else 0
         stats = logit_stats(flat_logits, hard, top=top)
@@ -213,14 +198,9 @@ class OnlineLabelSmoothing(MethodLoss):
         correct = stats.argmax == hard
         if self.training:
             self.accumulate(flat_logits, hard, correct, stats)
-        shape = target.shape[:-1]
-        return LossParts(
-            loss=per_position.sum(), nll=nll.sum(), penalty=soft_ce.sum(),
-            ntokens=torch.tensor(flat_logits.size(0), device=logits.device), ncorrect=correct.sum(),
-            per_position=per_position.view(shape) if keep_per_position else None,
-            per_position_nll=nll.view(shape) if keep_per_position else None,
-            per_position_penalty=soft_ce.view(shape) if keep_per_position else None,
-        )
+        return LossParts.of_positions(per_position, nll, soft_ce, ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
+                                      ncorrect=correct.sum(), shape=target.shape[:-1],
+                                      keep_per_position=keep_per_position)
 
     @torch.no_grad()
     def accumulate(self, logits: Tensor, target: Tensor, correct: Tensor, stats: LogitStats) -> None:

@@ -85,9 +85,3 @@ def option_fields(options_class: type) -> tuple[OptionField, ...]:
                                choices, nullable))
     return tuple(out)
 
-
-def check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
-    """``value`` if it is one of ``choices``, else ``ValueError`` naming ``name``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value

@@ -14,12 +14,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .checks import Reduction, check_reduction, check_tensor
 from .logit_stats import logit_stats
 
 #: target value of positions left out of every term, by default (torch's and Hugging Face's -100)
 IGNORE_INDEX = -100
-Reduction = Literal["mean", "sum", "none"]
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
 @dataclass
@@ -53,6 +52,24 @@ class LossParts:
     per_position_nll: Tensor | None = None
     per_position_penalty: Tensor | None = None
 
+    @classmethod
+    def of_positions(cls, per_position: Tensor, nll: Tensor, penalty: Tensor, *, ntokens: Tensor, ncorrect: Tensor,
+                     shape: torch.Size, keep_per_position: bool) -> LossParts:
+        """The sums of per-position terms (flat ``[N]``, zero where ignored), and with
+        ``keep_per_position`` the terms themselves viewed as ``shape`` (the targets' shape).
+
+        Example:
+            >>> import torch
+            >>> x = torch.tensor([1.0, 0.0, 2.0])
+            >>> parts = LossParts.of_positions(x, x, x * 0, ntokens=torch.tensor(2), ncorrect=torch.tensor(1),
+            ...                                shape=torch.Size([1, 3]), keep_per_position=True)
+            >>> float(parts.loss), parts.per_position.shape
+            (3.0, torch.Size([1, 3]))
+        """
+        kept = (lambda x: x.view(shape)) if keep_per_position else (lambda x: None)
+        return cls(loss=per_position.sum(), nll=nll.sum(), penalty=penalty.sum(), ntokens=ntokens, ncorrect=ncorrect,
+                   per_position=kept(per_position), per_position_nll=kept(nll), per_position_penalty=kept(penalty))
+
     def reduce(self, reduction: Reduction) -> Tensor:
         """The loss under ``reduction``.
 
@@ -71,60 +88,6 @@ class LossParts:
         if self.per_position is None:
             raise ValueError("per-position losses were not kept; compute with keep_per_position=True")
         return self.per_position
-
-
-def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """Return ``alpha`` as a float, or raise ``ValueError`` naming it if outside [0, 1].
-
-    Example:
-        >>> check_alpha(0.1)
-        0.1
-        >>> check_alpha(1.5, "--maxsup-alpha")
-        Traceback (most recent call last):
-        ...
-        ValueError: --maxsup-alpha must be in [0, 1], got 1.5
-    """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) and not (
-            torch.is_tensor(alpha) and alpha.numel() == 1 and not alpha.requires_grad):
-        if type(alpha).__module__ == "numpy" and getattr(alpha, "size", 2) == 1:
-            alpha = alpha.item()
-        else:
-            raise TypeError(f"{name} must be a number in [0, 1], got {type(alpha).__name__} {alpha!r}")
-    value = float(alpha)
-    if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {alpha!r}")
-    return value
-
-
-def check_inputs(logits: object, target: object) -> None:
-    """:func:`check_tensor` of both arguments of a loss, before anything reads them."""
-    check_tensor(logits, "logits")
-    check_tensor(target, "target")
-
-
-def check_tensor(value: object, name: str) -> None:
-    """Raise ``TypeError`` naming ``name`` unless ``value`` is a ``torch.Tensor``; a numpy array is
-    told how to convert.
-
-    Example:
-        >>> import numpy as np
-        >>> check_tensor(np.zeros(3), "logits")
-        Traceback (most recent call last):
-        ...
-        TypeError: logits must be a torch.Tensor, got numpy.ndarray (convert it with torch.from_numpy)
-    """
-    if torch.is_tensor(value):
-        return
-    kind = type(value)
-    hint = " (convert it with torch.from_numpy)" if kind.__module__ == "numpy" else ""
-    qualified = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
-    raise TypeError(f"{name} must be a torch.Tensor, got {qualified}{hint}")
-
-
-def check_reduction(reduction: str) -> None:
-    """Raise ``ValueError`` naming ``reduction`` unless it is one of :data:`REDUCTIONS`."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
 def flatten_batch(logits: Tensor, target: Tensor, ignore_index: int | None,
@@ -196,16 +159,9 @@ def gap_parts(
     # coef 0 (no smoothing): exactly the cross-entropy, also when a masked (-inf) class makes the penalty inf
     per_position = nll + coef * penalty if coef else nll
     per_position = _masked_target_is_inf(per_position, stats.z_target, stats.lse, mask)
-    return LossParts(
-        loss=per_position.sum(),
-        nll=nll.sum(),
-        penalty=penalty.sum(),
-        ntokens=mask.sum(),
-        ncorrect=(mask & (stats.argmax == flat_target)).sum(),
-        per_position=per_position.view(target.shape) if keep_per_position else None,
-        per_position_nll=nll.view(target.shape) if keep_per_position else None,
-        per_position_penalty=penalty.view(target.shape) if keep_per_position else None,
-    )
+    return LossParts.of_positions(per_position, nll, penalty, ntokens=mask.sum(),
+                                  ncorrect=(mask & (stats.argmax == flat_target)).sum(), shape=target.shape,
+                                  keep_per_position=keep_per_position)
 
 
 def check_soft_target(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -267,14 +223,6 @@ def soft_gap_parts(
     penalty = (z_t if peak == "target" else stats.z_max) - stats.z_mean
     per_position = nll + coef * penalty if coef else nll
     per_position = _masked_target_is_inf(per_position, z_t, stats.lse)
-    shape = target.shape[:-1]
-    return LossParts(
-        loss=per_position.sum(),
-        nll=nll.sum(),
-        penalty=penalty.sum(),
-        ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
-        ncorrect=(stats.argmax == hard).sum(),
-        per_position=per_position.view(shape) if keep_per_position else None,
-        per_position_nll=nll.view(shape) if keep_per_position else None,
-        per_position_penalty=penalty.view(shape) if keep_per_position else None,
-    )
+    return LossParts.of_positions(per_position, nll, penalty, ntokens=torch.tensor(flat_logits.size(0), device=logits.device),
+                                  ncorrect=(stats.argmax == hard).sum(), shape=target.shape[:-1],
+                                  keep_per_position=keep_per_position)

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import MethodLoss
+from .checks import check_choice
 from .lls import LearnableLabelSmoothing, LLSOptions
 from .lspp import LabelSmoothingPlusPlus, LSPPOptions
 from .maxsup import MaxSupLoss, MaxSupOptions
 from .online import OLSOptions, OnlineLabelSmoothing
-from .options import SHARED_OPTIONS, Label, OptionField, check_choice, option_fields
+from .options import SHARED_OPTIONS, Label, OptionField, option_fields
 from .smoothing import CrossEntropyOptions, LabelSmoothingLoss, LabelSmoothingOptions
 
 

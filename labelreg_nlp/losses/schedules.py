@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .parts import check_alpha
+from .checks import check_alpha
 
 
 class AlphaSchedule(Protocol):

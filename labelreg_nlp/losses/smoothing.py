@@ -19,17 +19,9 @@ from typing import Literal
 from torch import Tensor
 
 from .base import ScheduledAlphaLoss
-from .options import Label, check_choice, option, same_name
-from .parts import (
-    IGNORE_INDEX,
-    LossParts,
-    Reduction,
-    check_alpha,
-    check_inputs,
-    check_reduction,
-    gap_parts,
-    soft_gap_parts,
-)
+from .checks import Reduction, check_alpha, check_choice, check_inputs, check_reduction
+from .options import Label, option, same_name
+from .parts import IGNORE_INDEX, LossParts, gap_parts, soft_gap_parts
 
 Convention = Literal["uniform", "fairseq"]
 CONVENTIONS: tuple[str, ...] = ("uniform", "fairseq")
@@ -165,13 +157,13 @@ class LabelSmoothingLoss(ScheduledAlphaLoss):
             raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         self.convention = convention
 
-    def parts(self, logits: Tensor, target: Tensor, ignore_index: int | None = IGNORE_INDEX,
+    def parts(self, logits: Tensor, target: Tensor, *, ignore_index: int | None = IGNORE_INDEX,
               keep_per_position: bool = False) -> LossParts:
         return label_smoothing_parts(logits, target, self.alpha, ignore_index=ignore_index,
                                      convention=self.convention, keep_per_position=keep_per_position,
                                      validate_args=self.validate_args)
 
-    def soft_parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+    def soft_parts(self, logits: Tensor, target: Tensor, *, keep_per_position: bool = False) -> LossParts:
         """CE against ``(1 - c) t + c / K`` for soft targets ``t`` (``c`` the convention's
         coefficient): what timm's ``Mixup(label_smoothing=)`` then ``SoftTargetCrossEntropy`` give."""
         coef = smoothing_coefficient(self.alpha, logits.size(-1), self.convention)

@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from .base import MethodLoss, ScheduledAlphaLoss
+from .checks import check_alpha, check_inputs, check_logit_classes, check_num_classes
 from .fused_linear import fused_linear_parts
-from .parts import LossParts, check_alpha, check_inputs
+from .parts import LossParts
 from .registry import METHODS, check_choices, flat_options, get_method
 
 
@@ -86,8 +87,8 @@ class TokenLoss(nn.Module):
 
     def _setup(self, method: str, options: Any, num_classes: int | None, schedule_horizon: int | None,
                ignore_index: int | None, validate_args: bool) -> None:
-        if num_classes is not None and int(num_classes) < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes!r}")
+        if num_classes is not None:
+            check_num_classes(num_classes)
         spec = get_method(method)
         self.method = spec.name
         self.ignore_index = ignore_index
@@ -159,22 +160,23 @@ class TokenLoss(nn.Module):
         """End a period of a stateful method (all-reduced under torch.distributed); no-op for others."""
         self.method_loss.end_period()
 
-    def parts(self, logits: Tensor, target: Tensor, keep_per_position: bool = False) -> LossParts:
+    def parts(self, logits: Tensor, target: Tensor, *, keep_per_position: bool = False) -> LossParts:
         """Summed loss terms over the positions whose target is not ``ignore_index``.
 
         Stateful methods accumulate only when this module is in training mode and autograd is on,
         so evaluation (no_grad) never changes their state.
         """
         check_inputs(logits, target)
-        return self.prepared_method(logits).parts(logits, target, self.ignore_index, keep_per_position)
+        return self.prepared_method(logits).parts(logits, target, ignore_index=self.ignore_index,
+                                                  keep_per_position=keep_per_position)
 
     def prepared_method(self, logits: Tensor | None = None, num_classes: int | None = None) -> MethodLoss:
         """The method's module after checking K (of ``logits``, or ``num_classes``) against the
         loss's, in training mode only when this module is and autograd is on (so evaluation never
         changes a stateful method's state)."""
         k = logits.size(-1) if logits is not None else num_classes
-        if self.num_classes is not None and k is not None and k != self.num_classes:
-            raise ValueError(f"logits have {k} classes, the loss was set up for num_classes={self.num_classes}")
+        if self.num_classes is not None and k is not None:
+            check_logit_classes(k, self.num_classes, "the loss was set up for")
         module = self.method_loss
         module.train(self.training and torch.is_grad_enabled())
         return module

@@ -254,7 +254,7 @@ def test_parts_log_the_learned_distributions_entropy_and_top_mass():
     lspp, lls = LabelSmoothingPlusPlus(k).train(), LearnableLabelSmoothing(k).train()
     logits, target = batch(k=k, seed=1)
     for module, support in ((lspp, k - 1), (lls, k)):  # zeros at init: uniform rows
-        parts = module.parts(logits, target, IGNORE)
+        parts = module.parts(logits, target, ignore_index=IGNORE)
         n = int(parts.ntokens)
         sums = module.target_log_sums(target)
         name = module.NAME
@@ -269,7 +269,7 @@ def test_parts_log_the_learned_distributions_entropy_and_top_mass():
     torch.testing.assert_close(rows.sum(-1), torch.ones(k))
     assert torch.count_nonzero(rows.diagonal()) == 0
     for module in (randomized(lspp), randomized(lls)):  # learned rows: the same numbers from the rows
-        module.parts(logits, target, IGNORE)
+        module.parts(logits, target, ignore_index=IGNORE)
         q = module.learned_distribution(target[target != IGNORE])
         entropy = -torch.xlogy(q, q).sum()
         sums = module.target_log_sums(target)

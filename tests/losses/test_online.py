@@ -227,7 +227,7 @@ def test_bad_input():
                           ({"init_alpha": 1.5}, r"init_alpha must be in \[0, 1\], got 1.5")):
         with pytest.raises(ValueError, match=match):
             OnlineLabelSmoothing(K, **kwargs)
-    with pytest.raises(ValueError, match="logits have 11 classes, this OLS state has 10"):
+    with pytest.raises(ValueError, match="logits have 11 classes, this OLS state has num_classes=10"):
         OnlineLabelSmoothing(K)(torch.randn(3, 11), torch.tensor([0, 1, 2]))
 
 

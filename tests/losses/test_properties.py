@@ -162,7 +162,7 @@ def test_fused_output_layer_equals_the_logits_path(batch, method, chunk_rows):
     weight = torch.randn(k, 3, generator=g, dtype=logits.dtype).requires_grad_()
     bias = torch.where(torch.isinf(logits[0]), -math.inf, 0.0).to(logits.dtype)
     loss = build(method, k, seed)
-    plain = loss.method_loss.parts(hidden @ weight.T + bias, target, IGNORE)
+    plain = loss.method_loss.parts(hidden @ weight.T + bias, target, ignore_index=IGNORE)
     fused = fused_linear_parts(hidden, weight, target, loss.method_loss, bias=bias, ignore_index=IGNORE,
                                chunk_rows=chunk_rows)
     assert bool(torch.isfinite(fused.loss)) == bool(torch.isfinite(plain.loss))

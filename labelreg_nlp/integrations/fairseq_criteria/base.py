@@ -21,8 +21,9 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from ...losses.base import MethodLoss, ScheduledAlphaLoss
+from ...losses.checks import check_alpha
 from ...losses.fused_linear import fused_linear_parts
-from ...losses.parts import LossParts, check_alpha
+from ...losses.parts import LossParts
 from ...losses.registry import get_method
 from ..fairseq_command import fairseq_flag
 
@@ -382,7 +383,7 @@ class MethodCriterion(TokenCriterion):
     def compute_parts(self, logits, target, keep_per_position):
         module = self.method_loss
         module.train(self.training)
-        return module.parts(logits, target, self.padding_idx, keep_per_position)
+        return module.parts(logits, target, ignore_index=self.padding_idx, keep_per_position=keep_per_position)
 
     def compute_fused_parts(self, features, projection, target):
         module = self.method_loss

@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
+from ...losses.checks import check_alpha
 from ...losses.lls import LLSOptions
 from ...losses.lspp import LSPPOptions
 from ...losses.online import OLSOptions
 from ...losses.options import SHARED_OPTIONS
-from ...losses.parts import check_alpha
 from ...losses.registry import METHODS, check_choices, flat_options, get_method
 from ...losses.smoothing import LabelSmoothingOptions
 from ...losses.token_loss import TokenLoss
