@@ -37,7 +37,7 @@ from .losses import (
     smoothing_coefficient,
     soft_target_parts,
 )
-from .metrics import aurc, classification_report, excess_aurc, expected_calibration_error
+from .metrics import aurc, excess_aurc, expected_calibration_error
 
 __version__ = "0.1.0"
 
@@ -69,7 +69,6 @@ __all__ = [
     "TokenLoss",
     "aurc",
     "check_alpha",
-    "classification_report",
     "excess_aurc",
     "expected_calibration_error",
     "fused_linear_loss",

@@ -49,6 +49,18 @@ def test_every_name_in_the_docs_exists(page):
     assert not sorted(p for p in paths if not (ROOT / p).is_file() and not (ROOT / "tests" / p).is_file()), page
 
 
+SOURCES = sorted((ROOT / "labelreg_nlp").rglob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_name_in_the_docstrings_and_comments_exists(source):
+    """Docstrings and comments name modules, classes and files that exist (a moved module or a
+    renamed class leaves no stale reference)."""
+    dotted, paths = names_in(source.read_text(encoding="utf-8"))
+    assert not sorted(d for d in dotted if not resolves(d)), source
+    assert not sorted(p for p in paths if not (ROOT / p).is_file() and not (ROOT / "tests" / p).is_file()), source
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_every_help_names_what_exists(script):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True,

@@ -3,24 +3,13 @@ reliability diagrams and histograms of confidence for right and wrong prediction
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from ..metrics.calibration import reliability_bins
 from ..metrics.evaluation import PNormChoice, pnorm_scores
 from ..metrics.scored import ScoredPredictions
 from ..metrics.selective import risk_coverage_curve
-
-
-def _pyplot():
-    # reading a fairseq checkpoint may set the root logger to DEBUG: keep matplotlib's start-up quiet
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from .plotting import pyplot
 
 
 def _grid(plt, n: int, width: float = 3.6, height: float = 3.2):
@@ -54,7 +43,7 @@ def plot_risk_coverage(runs: dict[str, tuple[ScoredPredictions, PNormChoice]], p
     Returns:
         The path written.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, (scored, choice)) in enumerate(runs.items()):
@@ -87,7 +76,7 @@ def plot_reliability(runs: dict[str, ScoredPredictions], path: str | Path, num_b
     """
     from ..metrics.calibration import expected_calibration_error
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = _grid(plt, len(runs))
     width = 1.0 / num_bins
     for ax, (name, scored) in zip(axes, runs.items()):
@@ -120,7 +109,7 @@ def plot_confidence_histogram(runs: dict[str, ScoredPredictions], path: str | Pa
     Returns:
         The path written.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = _grid(plt, len(runs))
     for ax, (name, scored) in zip(axes, runs.items()):
         msp, correct = scored.scores["msp"].numpy(), scored.correct.numpy()

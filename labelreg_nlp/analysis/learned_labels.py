@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..integrations.state_file import STATE_FILE
 from ..losses.base import MethodLoss
 from ..losses.learned import LearnedTargetLoss
 from ..losses.online import OnlineLabelSmoothing
@@ -27,7 +28,6 @@ from ..losses.registry import METHODS
 from ..metrics.prediction_files import first_line
 
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
-STATE_FILE = "labelreg_state.pt"  # what the Hugging Face trainers write in each checkpoint
 
 
 @dataclass
@@ -217,15 +217,9 @@ def neighbour_table(labels: LearnedLabels, classes: list[int], top: int = 5) -> 
 def save_heatmap(labels: LearnedLabels, classes: list[int], path: str | os.PathLike) -> None:
     """Draw the learned distributions among ``classes`` (rows: class, columns: mass on each of
     ``classes``) as a PNG."""
-    import logging
+    from .plotting import pyplot
 
-    # reading a fairseq checkpoint may set the root logger to DEBUG: keep matplotlib's start-up quiet
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     index = torch.tensor(classes)
     matrix = labels.rows(index)[:, index].numpy()
     size = max(4.0, 0.35 * len(classes) + 2)

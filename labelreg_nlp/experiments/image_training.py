@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..analysis.plotting import pyplot
 from ..integrations.vision import ClassificationLoss
 from ..losses.base import ScheduledAlphaLoss
 from ..losses.options import SHARED_OPTIONS
@@ -291,10 +292,7 @@ def plot_feature_projection(features: Tensor, labels: Tensor, classes: tuple[str
     if n_classes <= 0:
         return None
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         print("matplotlib is not installed: no feature figure (pip install matplotlib)")
         return None

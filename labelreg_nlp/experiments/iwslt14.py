@@ -12,7 +12,7 @@ Training files: lines holding talk metadata are dropped (``<url>``, ``<talkid>``
 ``<description>`` tags are stripped. Evaluation files: the text of every ``<seg id=...>`` line,
 with ``’`` written as ``'``. The test set is the concatenation of the five files above, in that
 order, as in the recipe. Tokenization, cleaning, the valid split and BPE follow in
-:mod:`labelreg_nlp.translation`.
+:mod:`labelreg_nlp.experiments.translation`.
 """
 
 from __future__ import annotations

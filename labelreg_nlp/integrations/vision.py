@@ -1,7 +1,7 @@
 """Image-classification adapters: every registry method as a loss over ``[N, K]`` logits.
 
 ``criterion(logits, target)`` takes class indices ``[N]`` or soft targets ``[N, K]`` (what timm's
-``Mixup``/CutMix and :func:`labelreg_nlp.experiments.mixup.mix_batch` produce) and returns the
+``Mixup``/CutMix, or the image script's own Mixup/CutMix, produce) and returns the
 mean over rows, as timm's losses do. Torch only; the math is the core's
 (:meth:`~labelreg_nlp.losses.base.MethodLoss.parts` and
 :meth:`~labelreg_nlp.losses.base.MethodLoss.soft_parts`):

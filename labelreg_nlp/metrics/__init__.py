@@ -6,7 +6,6 @@ from .calibration import ReliabilityBins, expected_calibration_error, reliabilit
 from .confidence import P_GRID, SCORES, confidence_scores, pnorm_confidence
 from .evaluation import ConfidenceReport, PNormChoice, evaluate_confidence, format_report, pnorm_scores, select_pnorm
 from .prediction_files import load_arrays, save_arrays, save_logits
-from .report import ClassificationReport, classification_report
 from .scored import ScoredPredictions
 from .selective import (
     RiskCoverage,
@@ -22,14 +21,12 @@ from .selective import (
 __all__ = [
     "P_GRID",
     "SCORES",
-    "ClassificationReport",
     "ConfidenceReport",
     "PNormChoice",
     "ReliabilityBins",
     "RiskCoverage",
     "ScoredPredictions",
     "aurc",
-    "classification_report",
     "confidence_scores",
     "coverage_at_risk",
     "evaluate_confidence",

@@ -1,4 +1,4 @@
-"""OLS against a plain reference of the paper's Algorithm 1 (004_b593a4f11bcafd55.txt)."""
+"""OLS against a plain reference of Algorithm 1 of "Delving Deep into Label Smoothing" (Zhang et al., IEEE TIP 2021, arXiv 2011.12562)."""
 
 import os
 import socket

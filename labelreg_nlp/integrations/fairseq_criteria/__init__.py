@@ -21,7 +21,6 @@ from .base import (
     flag,
     log_softmax_of_output,
     plain_output_projection,
-    unwrapped,
 )
 from .label_smoothing import LSCrossEntropyConfig, LSCrossEntropyCriterion
 from .lls import LLSCrossEntropyConfig, LLSCrossEntropyCriterion
@@ -54,5 +53,4 @@ __all__ = [
     "flag",
     "log_softmax_of_output",
     "plain_output_projection",
-    "unwrapped",
 ]

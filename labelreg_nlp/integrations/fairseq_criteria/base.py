@@ -26,6 +26,7 @@ from ...losses.fused_linear import fused_linear_parts
 from ...losses.parts import LossParts
 from ...losses.registry import get_method
 from ..fairseq_command import fairseq_flag
+from ..unwrap import unwrap_model
 
 logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)
@@ -183,13 +184,6 @@ class TokenCriterion(FairseqCriterion):
         return True
 
 
-def unwrapped(model):
-    """The model inside DDP and fairseq's wrappers (which hold it as ``.module``)."""
-    while isinstance(getattr(model, "module", None), torch.nn.Module):
-        model = model.module
-    return model
-
-
 def log_softmax_of_output(model) -> bool:
     """Whether ``model.get_normalized_probs(net_output, log_probs=True)`` is known to be the plain
     ``log_softmax(net_output[0])``: neither the model (unwrapped from DDP) nor its decoder
@@ -197,7 +191,7 @@ def log_softmax_of_output(model) -> bool:
     from fairseq.models import BaseFairseqModel, FairseqDecoder
     from fairseq.models.transformer import TransformerModelBase
 
-    model = unwrapped(model)
+    model = unwrap_model(model)
     decoder = getattr(model, "decoder", None)
     if not isinstance(decoder, FairseqDecoder) or getattr(decoder, "adaptive_softmax", None) is not None:
         return False
@@ -216,7 +210,7 @@ def plain_output_projection(model) -> tuple[torch.nn.Linear | None, str]:
     (fairseq's transformer models and language models), else ``(None, why not)``."""
     from fairseq.models.transformer import TransformerDecoderBase
 
-    model = unwrapped(model)
+    model = unwrap_model(model)
     decoder = getattr(model, "decoder", None)
     name = type(model).__name__
     if not log_softmax_of_output(model):

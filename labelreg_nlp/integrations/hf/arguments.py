@@ -12,11 +12,11 @@ from ...losses.lls import LLSOptions
 from ...losses.lspp import LSPPOptions
 from ...losses.online import OLSOptions
 from ...losses.options import SHARED_OPTIONS
+from ...losses.parts import IGNORE_INDEX
 from ...losses.registry import METHODS, check_choices, flat_options, get_method
 from ...losses.smoothing import LabelSmoothingOptions
 from ...losses.token_loss import TokenLoss
 
-IGNORE_INDEX = -100
 HF_SCHEDULE_UNITS = ("epoch", "step")  # what the alpha schedule counts: epochs or optimizer steps
 
 

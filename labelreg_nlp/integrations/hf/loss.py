@@ -12,12 +12,12 @@ from typing import Any
 import torch
 
 from ...metrics.prediction_files import read_torch_file
+from ..state_file import STATE_FILE
 from .arguments import IGNORE_INDEX, LabelRegArguments
 from .callback import LabelRegCallback
 from .output_head import OutputHead
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "labelreg_state.pt"
 
 
 def _logits_of(outputs: Any) -> torch.Tensor:

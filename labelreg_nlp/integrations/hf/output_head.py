@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from ..unwrap import unwrap_model
+
 # Config attributes of models that change the logits after their output layer in ways the fused
 # loss does not repeat (Gemma 2 soft-capping, Cohere's logit scale, Granite's logit divisor).
 LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -33,8 +35,7 @@ class OutputHead:
     def of(cls, model: torch.nn.Module) -> tuple[OutputHead | None, str]:
         """``(head, "")`` when the model's logits are ``lm_head(hidden) [+ final_logits_bias]``,
         else ``(None, why not)``."""
-        while isinstance(getattr(model, "module", None), torch.nn.Module):  # DDP and other wrappers
-            model = model.module
+        model = unwrap_model(model)
         name = type(model).__name__
         config = getattr(model, "config", None)
         if not (is_causal_lm(model) or getattr(config, "is_encoder_decoder", False)):
