@@ -33,7 +33,7 @@ def test_ols_state_identical_on_both_ranks(tmp_path, topk):
     rank0, rank1 = _two_ranks(tmp_path, topk)
     assert int(rank0["ols.periods"]) == 2
     assert float(rank0["ols.count"].sum()) == 0.0  # the period just ended: accumulators were reset
-    soft = rank0["ols.soft"] if "ols.soft" in rank0 else rank0["ols.table.soft_val"]
+    soft = rank0["ols.table.soft"] if "ols.table.soft" in rank0 else rank0["ols.table.soft_val"]
     assert not torch.allclose(soft, soft.flatten()[0].expand_as(soft))  # learned, not the uniform init
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
