@@ -138,36 +138,70 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
 
-def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
-    """Train, evaluate, save ``results.json``, predictions and a figure under ``cfg.output_dir``.
+@dataclass
+class ImageSplits:
+    """The normalized training, validation and test tensors of a run (training ones on the device)."""
 
-    Returns:
-        The results (also written to ``results.json``).
-    """
+    data: ImageData
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+
+
+@dataclass
+class ImageTraining:
+    """What one run trains: the model, the loss (with its state), the optimizer and its schedule."""
+
+    model: nn.Module
+    criterion: ClassificationLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+
+    def checkpoint(self, epoch: int, history: list[dict[str, float]], method: str) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "criterion": self.criterion.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "epoch": epoch, "history": json.dumps(history), "config": {"method": method}}
+
+    def restore(self, state: dict[str, Any]) -> tuple[int, list[dict[str, float]]]:
+        """Load a :meth:`checkpoint`; returns the epochs done and the history."""
+        self.model.load_state_dict(state["model"])
+        self.criterion.load_state_dict(state["criterion"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        return int(state["epoch"]), json.loads(state["history"])
+
+
+def check_config(cfg: ImageRunConfig) -> None:
+    """``ValueError`` naming the first option out of range."""
     if cfg.model not in MODELS:
         raise ValueError(f"--model must be one of {MODELS}, got {cfg.model!r}")
     for name in ("epochs", "batch_size", "width"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)!r}")
-    mix = MixConfig(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mix_prob)
     if cfg.stop_after is not None and cfg.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1, got {cfg.stop_after!r}")
-    device = pick_device(cfg.device)
-    out = Path(cfg.output_dir)
-    data = load_image_data(cfg.data, cfg.data_dir)  # before claiming the folder: bad data leaves nothing behind
-    data_path = cfg.data.split(":", 1)[1] if ":" in cfg.data else cfg.data_dir
-    check_outputs_apart({"--output-dir": out}, {"--data": data_path})
-    claimed = claim_run_dir(out, cfg.manifest(), resume=cfg.resume, overwrite=cfg.overwrite)
+
+
+def prepare_splits(cfg: ImageRunConfig, data: ImageData, device: torch.device) -> ImageSplits:
+    """Validation rows split off, the training rows cut to ``--max-train``, every split normalized
+    by the training rows' per-channel mean and standard deviation."""
     x_train, y_train, x_val, y_val = split_validation(data, cfg.val_fraction)
     if cfg.max_train is not None:
         x_train, y_train = x_train[:cfg.max_train], y_train[:cfg.max_train]
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
-    norm = lambda x: (x - mean) / std  # noqa: E731
-    x_train, x_val, x_test = norm(x_train).to(device), norm(x_val), norm(data.x_test)
-    y_train = y_train.to(device)
-    channels, height, _ = data.image_shape
+    return ImageSplits(data, ((x_train - mean) / std).to(device), y_train.to(device), (x_val - mean) / std, y_val,
+                       (data.x_test - mean) / std)
 
+
+def build_training(cfg: ImageRunConfig, splits: ImageSplits, device: torch.device) -> ImageTraining:
+    """The model (initialized from ``--seed``), the loss, SGD with Nesterov momentum (the learned
+    tables in a group without weight decay) and a one-cycle schedule over every step."""
+    data = splits.data
+    channels, height, _ = data.image_shape
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, channels, data.num_classes, height, cfg.width).to(device)
     criterion = ClassificationLoss(cfg.method, cfg.alpha, num_classes=data.num_classes, alpha_end=cfg.alpha_end,
@@ -177,91 +211,123 @@ def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
     if list(criterion.parameters()):  # LS++ / LLS tables learn with the model, without weight decay
         groups.append({"params": list(criterion.parameters()), "weight_decay": 0.0})
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(y_train) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(splits.y_train) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
                                                     pct_start=0.15)
+    return ImageTraining(model, criterion, optimizer, scheduler, steps_per_epoch)
+
+
+def train_epoch(cfg: ImageRunConfig, run: ImageTraining, splits: ImageSplits, epoch: int,
+                device: torch.device) -> dict[str, float]:
+    """One epoch (batches in an order drawn from the seed and the epoch), the loss's period ended,
+    then the validation split scored; returns the epoch's history row."""
+    model, criterion, mix = run.model, run.criterion, MixConfig(cfg.mixup, cfg.cutmix, cfg.mix_prob)
+    model.train()
+    criterion.train()
+    criterion.set_progress(epoch)
+    order = torch.randperm(len(splits.y_train), generator=_generator(cfg.seed, epoch, 0)).to(device)
+    mix_gen = _generator(cfg.seed, epoch, 1)
+    total, seen = 0.0, 0
+    batches: Any = range(run.steps_per_epoch)
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+    for b in batches:
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        images, target = splits.x_train[idx], splits.y_train[idx]
+        if mix.active:
+            images, target = mix_batch(images, target, splits.data.num_classes, mix, mix_gen)
+        loss = criterion(model(images), target)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+        if cfg.progress:
+            batches.set_postfix(loss=f"{total / seen:.4f}")
+    criterion.end_period()
+    row = {"epoch": epoch + 1, "train_loss": total / seen}
+    if isinstance(criterion.method_loss, ScheduledAlphaLoss):
+        row["alpha"] = criterion.method_loss.alpha  # what this epoch trained with
+    if len(splits.y_val):
+        val_logits, _ = predict(model, splits.x_val, 512, device)
+        row["val_accuracy"] = float((val_logits.argmax(-1) == splits.y_val).float().mean())
+        row["val_nll"] = float(nn.functional.cross_entropy(val_logits, splits.y_val))
+    return row
+
+
+def evaluate_run(cfg: ImageRunConfig, run: ImageTraining, splits: ImageSplits, device: torch.device,
+                 out: Path) -> dict[str, Any]:
+    """Predictions of validation and test saved for ``labelreg-nlp evaluate``; confidence, class
+    separation, linear probe and the feature figure; the ``test`` and ``confidence`` parts of
+    ``results.json``."""
+    data, model = splits.data, run.model
+    test_logits, test_feats = predict(model, splits.x_test, 512, device)
+    val_logits, _ = predict(model, splits.x_val, 512, device)
+    save_logits(out / "predictions" / "test.npz", test_logits, data.y_test)
+    if len(splits.y_val):
+        save_logits(out / "predictions" / "validation.npz", val_logits, splits.y_val)
+    confidence = evaluate_confidence(
+        ScoredPredictions.from_logits(test_logits, data.y_test),
+        ScoredPredictions.from_logits(val_logits, splits.y_val) if len(splits.y_val) else None)
+    n_probe = min(cfg.probe_examples, len(splits.y_train))
+    train_feats = predict(model, splits.x_train[:n_probe], 512, device)[1]
+    separation = class_separation(test_feats, data.y_test)
+    probe = linear_probe_accuracy(train_feats, splits.y_train[:n_probe].cpu(), test_feats, data.y_test)
+    figure = plot_feature_projection(test_feats, data.y_test, data.classes, cfg.plot_classes,
+                                     out / "features_pca.png", f"{cfg.method} ({data.name})")
+    msp, pnorm = confidence.row("msp"), confidence.row("pnorm")
+    return {
+        "test": {"accuracy": confidence.accuracy, "nll": confidence.nll, "ece": confidence.ece, "aurc": msp.aurc,
+                 "eaurc": msp.eaurc, "aurc_pnorm": pnorm.aurc, "pnorm": confidence.pnorm.label,
+                 "d_within": separation.d_within, "d_total": separation.d_total, "r2": separation.r2,
+                 "linear_probe_accuracy": probe},
+        "confidence": confidence.as_dict(), "figure": str(figure) if figure else None,
+    }
+
+
+def train_image_classifier(cfg: ImageRunConfig) -> dict[str, Any]:
+    """Train, evaluate, save ``results.json``, predictions and a figure under ``cfg.output_dir``.
+
+    Returns:
+        The results (also written to ``results.json``).
+    """
+    check_config(cfg)
+    device = pick_device(cfg.device)
+    out = Path(cfg.output_dir)
+    data = load_image_data(cfg.data, cfg.data_dir)  # before claiming the folder: bad data leaves nothing behind
+    data_path = cfg.data.split(":", 1)[1] if ":" in cfg.data else cfg.data_dir
+    check_outputs_apart({"--output-dir": out}, {"--data": data_path})
+    claimed = claim_run_dir(out, cfg.manifest(), resume=cfg.resume, overwrite=cfg.overwrite)
+    splits = prepare_splits(cfg, data, device)
+    run = build_training(cfg, splits, device)
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = out / CHECKPOINT
     if claimed == "resume" and ckpt_path.exists():
-        state = read_checkpoint(ckpt_path, device)  # the manifest has checked every option, the method too
-        model.load_state_dict(state["model"])
-        criterion.load_state_dict(state["criterion"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = int(state["epoch"]), json.loads(state["history"])
+        # the manifest has checked every option, the method too
+        start_epoch, history = run.restore(read_checkpoint(ckpt_path, device))
         print(f"resumed from {ckpt_path} after epoch {start_epoch}")
 
     started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        criterion.train()
-        criterion.set_progress(epoch)
-        order = torch.randperm(len(y_train), generator=_generator(cfg.seed, epoch, 0)).to(device)
-        mix_gen = _generator(cfg.seed, epoch, 1)
-        total, seen = 0.0, 0
-        batches = range(steps_per_epoch)
-        if cfg.progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for b in batches:
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            images, target = x_train[idx], y_train[idx]
-            if mix.active:
-                images, target = mix_batch(images, target, data.num_classes, mix, mix_gen)
-            loss = criterion(model(images), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            if cfg.progress:
-                batches.set_postfix(loss=f"{total / seen:.4f}")
-        criterion.end_period()
-        val_logits, _ = predict(model, x_val, 512, device) if len(y_val) else (None, None)
-        row = {"epoch": epoch + 1, "train_loss": total / seen}
-        if isinstance(criterion.method_loss, ScheduledAlphaLoss):
-            row["alpha"] = criterion.method_loss.alpha  # what this epoch trained with
-        if val_logits is not None:
-            row["val_accuracy"] = float((val_logits.argmax(-1) == y_val).float().mean())
-            row["val_nll"] = float(nn.functional.cross_entropy(val_logits, y_val))
+        row = train_epoch(cfg, run, splits, epoch, device)
         history.append(row)
         print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
-        torch.save({"model": model.state_dict(), "criterion": criterion.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1, "history": json.dumps(history), "config": {"method": cfg.method}}, ckpt_path)
+        torch.save(run.checkpoint(epoch + 1, history, cfg.method), ckpt_path)
         if cfg.stop_after is not None and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
             mark_run(out, "stopped")
             print(f"stopped after epoch {epoch + 1} (--stop-after); continue with --resume")
             return {"stopped_after": epoch + 1, "history": history}
     train_seconds = time.perf_counter() - started
 
-    test_logits, test_feats = predict(model, x_test, 512, device)
-    val_logits, _ = predict(model, x_val, 512, device)
-    save_logits(out / "predictions" / "test.npz", test_logits, data.y_test)
-    if len(y_val):
-        save_logits(out / "predictions" / "validation.npz", val_logits, y_val)
-    confidence = evaluate_confidence(
-        ScoredPredictions.from_logits(test_logits, data.y_test),
-        ScoredPredictions.from_logits(val_logits, y_val) if len(y_val) else None)
-    n_probe = min(cfg.probe_examples, len(y_train))
-    train_feats = predict(model, x_train[:n_probe], 512, device)[1]
-    separation = class_separation(test_feats, data.y_test)
-    probe = linear_probe_accuracy(train_feats, y_train[:n_probe].cpu(), test_feats, data.y_test)
-    figure = plot_feature_projection(test_feats, data.y_test, data.classes, cfg.plot_classes,
-                                     out / "features_pca.png", f"{cfg.method} ({data.name})")
-    msp, pnorm = confidence.row("msp"), confidence.row("pnorm")
     results = {
         "config": asdict(cfg), "dataset": data.name, "num_classes": data.num_classes,
-        "train_examples": len(y_train), "validation_examples": len(y_val), "test_examples": len(data.y_test),
-        "device": str(device), "train_seconds": round(train_seconds, 1), "history": history,
-        "test": {"accuracy": confidence.accuracy, "nll": confidence.nll, "ece": confidence.ece, "aurc": msp.aurc,
-                 "eaurc": msp.eaurc, "aurc_pnorm": pnorm.aurc, "pnorm": confidence.pnorm.label,
-                 "d_within": separation.d_within, "d_total": separation.d_total, "r2": separation.r2,
-                 "linear_probe_accuracy": probe},
-        "confidence": confidence.as_dict(), "figure": str(figure) if figure else None,
+        "train_examples": len(splits.y_train), "validation_examples": len(splits.y_val),
+        "test_examples": len(data.y_test), "device": str(device), "train_seconds": round(train_seconds, 1),
+        "history": history, **evaluate_run(cfg, run, splits, device, out),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     mark_run(out, "finished")
