@@ -164,30 +164,11 @@ def _keep_pair(src_tokens: str, tgt_tokens: str, opts: PrepareOptions) -> bool:
     return n_src / n_tgt <= opts.length_ratio and n_tgt / n_src <= opts.length_ratio
 
 
-def prepare(splits: dict[str, list[tuple[str, str]]], out_dir: str | Path, opts: PrepareOptions | None = None,
-            corpus: str = "") -> dict:
-    """``splits``: untokenized pairs for ``train`` and ``test`` (``valid`` optional: else every
-    ``valid_every``-th cleaned training pair). Writes ``out_dir/data-bin`` (fairseq), ``out_dir/bpe``,
-    ``out_dir/ref/test.<tgt>`` and ``out_dir/prepared.json``; skips everything when a finished
-    run with the same inputs and options is there."""
+def tokenize_splits(splits: dict[str, list[tuple[str, str]]], opts: PrepareOptions) -> dict[str, list[tuple[str, str]]]:
+    """Moses-tokenized (and lowercased) ``train``/``valid``/``test`` pairs; training pairs cleaned by
+    ``clean-corpus-n``'s rules, and without a ``valid`` split every ``valid_every``-th of them held out."""
     from sacremoses import MosesTokenizer
-    from subword_nmt.apply_bpe import BPE
-    from subword_nmt.learn_bpe import learn_bpe
 
-    opts = opts or PrepareOptions()
-    out = Path(out_dir)
-    for split in ("train", "test"):
-        if not splits.get(split):
-            raise ValueError(f"prepare needs non-empty {split!r} pairs, got {len(splits.get(split) or [])}")
-    fingerprint = {"corpus": corpus, "options": asdict(opts),
-                   "sizes_in": {k: len(v) for k, v in splits.items()},
-                   "head": {k: v[:3] for k, v in splits.items()}}
-    stamp = out / "prepared.json"
-    if stamp.exists():
-        done = json.loads(stamp.read_text())
-        if done.get("fingerprint") == json.loads(json.dumps(fingerprint)):
-            log(f"already prepared in {out}: {done['sizes']}")
-            return done
     tokenizers = {lang: MosesTokenizer(lang=lang) for lang in (opts.src, opts.tgt)}
 
     def tok(text: str, lang: str) -> str:
@@ -204,19 +185,16 @@ def prepare(splits: dict[str, list[tuple[str, str]]], out_dir: str | Path, opts:
     else:  # prepare-iwslt14.sh: awk '{if (NR%23 == 0) print > valid; else print > train}'
         valid = [p for i, p in enumerate(train, 1) if i % opts.valid_every == 0]
         train = [p for i, p in enumerate(train, 1) if i % opts.valid_every != 0]
-    test = tokenize(splits["test"])
-    tokenized = {"train": train, "valid": valid, "test": test}
     if not train or not valid:
         raise ValueError(f"after cleaning, {len(train)} training and {len(valid)} validation pairs are left")
+    return {"train": train, "valid": valid, "test": tokenize(splits["test"])}
 
-    tok_dir, bpe_dir, ref_dir = out / "tok", out / "bpe", out / "ref"
-    for d in (tok_dir, bpe_dir, ref_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    for split, pairs in tokenized.items():
-        for i, lang in enumerate((opts.src, opts.tgt)):
-            (tok_dir / f"{split}.{lang}").write_text("".join(p[i] + "\n" for p in pairs), encoding="utf-8")
-    references = [t.lower() if opts.lowercase else t for _, t in splits["test"]]
-    (ref_dir / f"test.{opts.tgt}").write_text("".join(r + "\n" for r in references), encoding="utf-8")
+
+def apply_joint_bpe(tok_dir: Path, bpe_dir: Path, splits: Iterable[str], opts: PrepareOptions) -> None:
+    """Learn joint BPE codes on the tokenized training text of both languages (``bpe_dir/code``)
+    and apply them to every split."""
+    from subword_nmt.apply_bpe import BPE
+    from subword_nmt.learn_bpe import learn_bpe
 
     log(f"learning joint BPE ({opts.bpe_merges} merges)")
     joint = tok_dir / f"train.{opts.src}-{opts.tgt}"
@@ -227,10 +205,42 @@ def prepare(splits: dict[str, list[tuple[str, str]]], out_dir: str | Path, opts:
         learn_bpe(fin, fout, opts.bpe_merges)
     with codes.open(encoding="utf-8") as fin:
         bpe = BPE(fin)
-    for split in tokenized:
+    for split in splits:
         for lang in (opts.src, opts.tgt):
             lines = (tok_dir / f"{split}.{lang}").read_text("utf-8").splitlines()
             (bpe_dir / f"{split}.{lang}").write_text("".join(bpe.process_line(s) + "\n" for s in lines), "utf-8")
+
+
+def prepare(splits: dict[str, list[tuple[str, str]]], out_dir: str | Path, opts: PrepareOptions | None = None,
+            corpus: str = "") -> dict:
+    """``splits``: untokenized pairs for ``train`` and ``test`` (``valid`` optional: else every
+    ``valid_every``-th cleaned training pair). Writes ``out_dir/data-bin`` (fairseq), ``out_dir/bpe``,
+    ``out_dir/ref/test.<tgt>`` and ``out_dir/prepared.json``; skips everything when a finished
+    run with the same inputs and options is there."""
+    opts = opts or PrepareOptions()
+    out = Path(out_dir)
+    for split in ("train", "test"):
+        if not splits.get(split):
+            raise ValueError(f"prepare needs non-empty {split!r} pairs, got {len(splits.get(split) or [])}")
+    fingerprint = {"corpus": corpus, "options": asdict(opts),
+                   "sizes_in": {k: len(v) for k, v in splits.items()},
+                   "head": {k: v[:3] for k, v in splits.items()}}
+    stamp = out / "prepared.json"
+    if stamp.exists():
+        done = json.loads(stamp.read_text())
+        if done.get("fingerprint") == json.loads(json.dumps(fingerprint)):
+            log(f"already prepared in {out}: {done['sizes']}")
+            return done
+    tokenized = tokenize_splits(splits, opts)
+    tok_dir, bpe_dir, ref_dir = out / "tok", out / "bpe", out / "ref"
+    for d in (tok_dir, bpe_dir, ref_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    for split, pairs in tokenized.items():
+        for i, lang in enumerate((opts.src, opts.tgt)):
+            (tok_dir / f"{split}.{lang}").write_text("".join(p[i] + "\n" for p in pairs), encoding="utf-8")
+    references = [t.lower() if opts.lowercase else t for _, t in splits["test"]]
+    (ref_dir / f"test.{opts.tgt}").write_text("".join(r + "\n" for r in references), encoding="utf-8")
+    apply_joint_bpe(tok_dir, bpe_dir, tokenized, opts)
     run_fairseq("preprocess", [
         "--source-lang", opts.src, "--target-lang", opts.tgt, "--joined-dictionary", "--workers", str(opts.workers),
         "--trainpref", str(bpe_dir / "train"), "--validpref", str(bpe_dir / "valid"),
