@@ -141,10 +141,62 @@ def main(argv: list[str] | None = None) -> int:
                          TRAINING_DEFAULTS, run, __doc__, argv)
 
 
+def load_model(script: ScriptArguments, training: Seq2SeqTrainingArguments, train_rows: list[dict]):
+    """``(tokenizer, model)``: a named model, or the scratch T5 with a BPE tokenizer trained on the
+    training pairs (saved in the output folder, part of the run)."""
+    if script.model_name_or_path == SCRATCH:
+        saved = Path(training.output_dir) / "tokenizer"
+        tokenizer = scratch_tokenizer(script, [ex[side] for ex in train_rows for side in ("source", "target")], saved)
+        tokenizer.save_pretrained(saved)
+        return tokenizer, scratch_model(script, tokenizer)
+    try:
+        return (AutoTokenizer.from_pretrained(script.model_name_or_path),
+                AutoModelForSeq2SeqLM.from_pretrained(script.model_name_or_path))
+    except OSError as error:
+        release_run_dir(training.output_dir)
+        raise DataError(f"could not load model {script.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
+
+
+def encoder(script: ScriptArguments, tokenizer):
+    """``encode(rows)``: a ``datasets.Dataset`` of model inputs (with the source prefix) and labels."""
+    import datasets
+
+    def batch(b):
+        out = tokenizer([script.source_prefix + s for s in b["source"]], truncation=True,
+                        max_length=script.max_source_length)
+        out["labels"] = tokenizer(text_target=b["target"], truncation=True, max_length=script.max_target_length)["input_ids"]
+        return out
+
+    def encode(rows: list[dict]) -> datasets.Dataset:
+        return datasets.Dataset.from_list(rows).map(batch, batched=True, remove_columns=["source", "target"])
+
+    return encode
+
+
+def translate(trainer, tokenizer, test_data, script: ScriptArguments) -> list[str]:
+    """Beam-search translations of the test split, detokenized."""
+    output = trainer.predict(test_data, num_beams=script.num_beams, max_length=script.max_target_length)
+    predictions = output.predictions
+    predictions[predictions < 0] = tokenizer.pad_token_id  # generate pads with -100 across batches
+    return [h.strip() for h in tokenizer.batch_decode(predictions, skip_special_tokens=True)]
+
+
+def token_confidence(trainer, test_data, validation, out_dir: Path) -> dict:
+    """The confidence of every target token of test (and validation) under teacher forcing, saved
+    for ``labelreg-nlp evaluate``; returns its summary on test."""
+    scored = {"test": hf_token_scores(trainer, test_data)}
+    if validation is not None:
+        scored["validation"] = hf_token_scores(trainer, validation)
+    for split, data in scored.items():
+        data.save(out_dir / "predictions" / f"{split}.npz")
+    token = evaluate_confidence(scored["test"], scored.get("validation"))
+    return {"n": token.n, "accuracy": token.accuracy, "nll": token.nll, "ece": token.ece,
+            "aurc": token.row("msp").aurc, "aurc_pnorm": token.row("pnorm").aurc, "pnorm": token.pnorm.label}
+
+
 def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqTrainingArguments,
         run_args: RunArguments | None = None) -> int:
     run_args = run_args or RunArguments()
-    import datasets
     import sacrebleu
 
     splits, corpus = load_pairs(script)
@@ -157,29 +209,8 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
              "--test_file": script.test_file, "--model_name_or_path": script.model_name_or_path}
     resume = claim_output_dir("finetune_seq2seq", script, labelreg, training, run_args, local)
     set_seed(training.seed)  # the scratch model starts from the run's seed, as in HF's example scripts
-    if script.model_name_or_path != SCRATCH:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
-            model = AutoModelForSeq2SeqLM.from_pretrained(script.model_name_or_path)
-        except OSError as error:
-            release_run_dir(training.output_dir)
-            raise DataError(f"could not load model {script.model_name_or_path!r}: {str(error).splitlines()[0]}") from None
-    if script.model_name_or_path == SCRATCH:  # its tokenizer is part of the run: saved, and re-read on resume
-        saved = Path(training.output_dir) / "tokenizer"
-        texts = [ex[side] for ex in splits["train"] for side in ("source", "target")]
-        tokenizer = scratch_tokenizer(script, texts, saved)
-        tokenizer.save_pretrained(saved)
-        model = scratch_model(script, tokenizer)
-
-    def encode(rows: list[dict]) -> datasets.Dataset:
-        def batch(b):
-            out = tokenizer([script.source_prefix + s for s in b["source"]], truncation=True,
-                            max_length=script.max_source_length)
-            out["labels"] = tokenizer(text_target=b["target"], truncation=True,
-                                      max_length=script.max_target_length)["input_ids"]
-            return out
-        return datasets.Dataset.from_list(rows).map(batch, batched=True, remove_columns=["source", "target"])
-
+    tokenizer, model = load_model(script, training, splits["train"])
+    encode = encoder(script, tokenizer)
     train = encode(splits["train"])
     validation = encode(splits["validation"]) if splits.get("validation") else None
     trainer = LabelRegSeq2SeqTrainer(
@@ -190,13 +221,9 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     train_result = train_or_stop(trainer, resume, run_args)
     if train_result is None:  # --stop_after_steps
         return 0
-    test_rows = splits["test"]
-    test_data = encode(test_rows)
-    output = trainer.predict(test_data, num_beams=script.num_beams, max_length=script.max_target_length)
-    predictions = output.predictions
-    predictions[predictions < 0] = tokenizer.pad_token_id  # generate pads with -100 across batches
-    hypotheses = [h.strip() for h in tokenizer.batch_decode(predictions, skip_special_tokens=True)]
-    references = [ex["target"] for ex in test_rows]
+    test_data = encode(splits["test"])
+    hypotheses = translate(trainer, tokenizer, test_data, script)
+    references = [ex["target"] for ex in splits["test"]]
     bleu = sacrebleu.metrics.BLEU()
     score = bleu.corpus_score(hypotheses, [references])
     results = {
@@ -209,15 +236,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     out_dir = Path(training.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if script.save_predictions:
-        scored = {"test": hf_token_scores(trainer, test_data)}
-        if validation is not None:
-            scored["validation"] = hf_token_scores(trainer, validation)
-        for split, data in scored.items():
-            data.save(out_dir / "predictions" / f"{split}.npz")
-        token = evaluate_confidence(scored["test"], scored.get("validation"))
-        results["token_confidence"] = {"n": token.n, "accuracy": token.accuracy, "nll": token.nll, "ece": token.ece,
-                                       "aurc": token.row("msp").aurc, "aurc_pnorm": token.row("pnorm").aurc,
-                                       "pnorm": token.pnorm.label}
+        results["token_confidence"] = token_confidence(trainer, test_data, validation, out_dir)
     (out_dir / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     path = Path(script.results_file or out_dir / "results.json")
     write_results(path, results)
