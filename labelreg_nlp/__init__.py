@@ -2,10 +2,14 @@
 
 Layers, each a subpackage:
 
-* :mod:`labelreg_nlp.losses`: torch only; every formula, the method registry, :class:`TokenLoss`;
+* :mod:`labelreg_nlp.losses`: torch only; every formula with its options dataclass, the method
+  registry, :class:`TokenLoss`;
 * :mod:`labelreg_nlp.metrics`: torch only; calibration and selective-classification metrics;
 * :mod:`labelreg_nlp.integrations`: fairseq criteria and Hugging Face trainers (imported on use);
+* :mod:`labelreg_nlp.analysis`: what ``labelreg-nlp evaluate`` and ``neighbours`` run;
 * :mod:`labelreg_nlp.experiments`: what the repository's scripts use (corpora, pipelines).
+
+Each layer imports only those above it in this list (``tests/test_layers.py``).
 
 ``import labelreg_nlp`` needs torch only. The Hugging Face names (``LabelRegTrainer``,
 ``LabelRegSeq2SeqTrainer``, ``LabelRegArguments``, ``LabelRegLoss``) are importable from here
