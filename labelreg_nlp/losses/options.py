@@ -9,6 +9,7 @@ loss module. Adapters read the fields through :func:`option_fields` to offer the
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -62,6 +63,7 @@ class OptionField:
     nullable: bool = False
 
 
+@functools.cache  # adapters ask at every logged step (TokenLoss.log_values); a class's fields never change
 def option_fields(options_class: type) -> tuple[OptionField, ...]:
     """The fields of an options dataclass, with their types resolved.
 

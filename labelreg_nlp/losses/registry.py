@@ -4,7 +4,7 @@ Everything that offers a choice of method reads it from :data:`METHODS`: :class:
 the Hugging Face ``LabelRegArguments``, the image script's flags, the scripts'
 ``--method``/``--criteria`` choices and the documentation's method table (``labelreg-nlp
 methods``). The fairseq criteria are written out, one class per method, in
-``labelreg_nlp/integrations/fairseq/``.
+``labelreg_nlp/integrations/fairseq_criteria/``.
 
 A method's options live in its options dataclass, beside its loss
 (:class:`~labelreg_nlp.losses.maxsup.MaxSupOptions`, ...). Option names come in two namespaces:

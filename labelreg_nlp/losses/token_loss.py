@@ -82,17 +82,12 @@ class TokenLoss(nn.Module):
         if alpha_end is not None:
             check_alpha(alpha_end, "alpha_end")
         check_choices(options)  # every choice is checked, the chosen method's or not
-        self._setup(spec.name, spec.options_from_flat({**options, "alpha": alpha, "alpha_end": alpha_end}),
-                    num_classes, schedule_horizon, ignore_index, validate_args)
-
-    def _setup(self, method: str, options: Any, num_classes: int | None, schedule_horizon: int | None,
-               ignore_index: int | None, validate_args: bool) -> None:
         if num_classes is not None:
             check_num_classes(num_classes)
-        spec = get_method(method)
         self.method = spec.name
         self.ignore_index = ignore_index
         self.num_classes = None if num_classes is None else int(num_classes)
+        options = spec.options_from_flat({**options, "alpha": alpha, "alpha_end": alpha_end})
         module = spec.build(options, self.num_classes, schedule_horizon)
         module.validate_args = bool(validate_args)
         self.add_module(spec.name, module)
@@ -117,10 +112,10 @@ class TokenLoss(nn.Module):
         spec = next((m for m in METHODS.values() if isinstance(options, m.options)), None)
         if spec is None:
             raise TypeError(f"{type(options).__name__} is the options dataclass of no registered method")
-        loss = cls.__new__(cls)
-        nn.Module.__init__(loss)
-        loss._setup(spec.name, options, num_classes, schedule_horizon, ignore_index, validate_args)
-        return loss
+        flat = {spec.flat_name(f.name): getattr(options, f.name) for f in spec.fields}
+        return cls(spec.name, flat.pop("alpha", 0.1), alpha_end=flat.pop("alpha_end", None),
+                   schedule_horizon=schedule_horizon, num_classes=num_classes, ignore_index=ignore_index,
+                   validate_args=validate_args, **flat)
 
     @property
     def method_loss(self) -> MethodLoss:

@@ -108,6 +108,8 @@ def test_every_adapter_offers_every_option_of_the_method(name):
     config = {f.name for f in fields(_config_of(criterion))}
     if name != "none":
         assert criterion.method == name and set(criterion.option_fields) == options
+        # the command lines the scripts build select alpha by the criterion's own field
+        assert FAIRSEQ_SELECTION[name].alpha_field == criterion.option_fields.get("alpha")
     assert set(criterion.option_fields.values()) <= config
     if method.scheduled:
         assert {"max_epoch", "max_update"} <= config and any(f.endswith("schedule_horizon") for f in config)

@@ -21,7 +21,6 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from ...losses.base import MethodLoss, ScheduledAlphaLoss
-from ...losses.checks import check_alpha
 from ...losses.fused_linear import fused_linear_parts
 from ...losses.parts import LossParts
 from ...losses.registry import get_method
@@ -300,17 +299,12 @@ class MethodCriterion(TokenCriterion):
         super().__init__(task, sentence_avg, ignore_prefix_size, report_accuracy, fused_output_layer)
         spec = get_method(self.method)
         flags = {name: flag(config) for name, config in {**self.option_fields, **(schedule_fields or {})}.items()}
-        horizon = None
-        self.unit = "epoch"
+        options.validate(lambda name: flags.get(name, name))
+        self.unit = "epoch" if schedule is None else schedule.unit
         self.scheduled = schedule is not None
         self.log_alpha = self.scheduled  # the current alpha in every log line
-        if schedule is not None:
-            check_alpha(options.alpha, flags["alpha"])
-            if options.alpha_end is not None:
-                check_alpha(options.alpha_end, flags["alpha_end"])
-            horizon = schedule.resolve(options.alpha, options.alpha_end, flags)
-            self.unit = schedule.unit
-        module = spec.build(options, len(task.target_dictionary), horizon, label=lambda name: flags.get(name, name))
+        horizon = None if schedule is None else schedule.resolve(options.alpha, options.alpha_end, flags)
+        module = options.build(len(task.target_dictionary), horizon)
         module.validate_args = not no_validate_args
         self.add_module(spec.name, module)
         self.period_updates = 0
