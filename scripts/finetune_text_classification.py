@@ -165,19 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                          run, __doc__, argv)
 
 
-def run(script: ScriptArguments, labelreg: LabelRegArguments, training: TrainingArguments,
-        run_args: RunArguments | None = None) -> int:
-    run_args = run_args or RunArguments()
-    import datasets
-
-    splits = load_splits(script)
-    names = label_ids(splits)
-    limit_splits(splits, script.max_train_samples, script.max_eval_samples)
-    model_path = str(minilm_path()) if script.model_name_or_path == EMBEDDED_MODEL else script.model_name_or_path
-    local = {"--dataset": script.dataset, "--validation_file": script.validation_file, "--test_file": script.test_file,
-             "--model_name_or_path": model_path}
-    resume = claim_output_dir("finetune_text_classification", script, labelreg, training, run_args, local)
-    set_seed(training.seed)  # the new classification head starts from the run's seed, as in HF's example scripts
+def load_model(model_path: str, training: TrainingArguments, names: list[str]):
+    """``(tokenizer, model)`` with a new classification head over ``names``, seeded from the run's
+    seed as in HF's example scripts; a model that cannot load is one line (the claimed folder freed)."""
+    set_seed(training.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -186,12 +177,59 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     except OSError as error:
         release_run_dir(training.output_dir)
         raise DataError(f"could not load model {model_path!r}: {str(error).splitlines()[0]}") from None
+    return tokenizer, model
+
+
+def encoder(script: ScriptArguments, tokenizer):
+    """``rows -> datasets.Dataset`` of token ids (truncated to ``--max_length``) and labels."""
+    import datasets
 
     def encode(rows: list[dict]) -> datasets.Dataset:
         data = datasets.Dataset.from_list(rows)
         return data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=script.max_length),
                         batched=True, remove_columns=["text"])
 
+    return encode
+
+
+def evaluate_test(trainer, test, validation, script: ScriptArguments, out_dir: Path):
+    """Confidence metrics of the test split (pNorm's p tuned on validation when there is one);
+    the logits saved under ``out_dir/predictions`` with ``--save_predictions``."""
+    logits, labels = torch.as_tensor(trainer.predict(test).predictions).float(), torch.as_tensor(test["label"])
+    val_logits = (torch.as_tensor(trainer.predict(validation).predictions).float()
+                  if validation is not None else None)
+    val_labels = torch.as_tensor(validation["label"]) if validation is not None else None
+    if script.save_predictions:
+        save_logits(out_dir / "predictions" / "test.npz", logits, labels)
+        if val_logits is not None:
+            save_logits(out_dir / "predictions" / "validation.npz", val_logits, val_labels)
+    return evaluate_confidence(
+        ScoredPredictions.from_logits(logits, labels),
+        ScoredPredictions.from_logits(val_logits, val_labels) if val_logits is not None else None,
+        num_bins=script.ece_bins)
+
+
+def report(confidence, method: str, ece_bins: int) -> None:
+    """The test row as a markdown table."""
+    msp, pnorm = confidence.row("msp"), confidence.row("pnorm")
+    print(f"\n| method | accuracy | NLL | ECE ({ece_bins} bins) | AURC | E-AURC | AURC pNorm | test n |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {method} | {confidence.accuracy:.4f} | {confidence.nll:.4f} | {confidence.ece:.4f} "
+          f"| {msp.aurc:.4f} | {msp.eaurc:.4f} | {pnorm.aurc:.4f} ({confidence.pnorm.label}) | {confidence.n} |")
+
+
+def run(script: ScriptArguments, labelreg: LabelRegArguments, training: TrainingArguments,
+        run_args: RunArguments | None = None) -> int:
+    run_args = run_args or RunArguments()
+    splits = load_splits(script)
+    names = label_ids(splits)
+    limit_splits(splits, script.max_train_samples, script.max_eval_samples)
+    model_path = str(minilm_path()) if script.model_name_or_path == EMBEDDED_MODEL else script.model_name_or_path
+    local = {"--dataset": script.dataset, "--validation_file": script.validation_file, "--test_file": script.test_file,
+             "--model_name_or_path": model_path}
+    resume = claim_output_dir("finetune_text_classification", script, labelreg, training, run_args, local)
+    tokenizer, model = load_model(model_path, training, names)
+    encode = encoder(script, tokenizer)
     train, test = encode(splits["train"]), encode(splits["test"])
     validation = encode(splits["validation"]) if splits.get("validation") else None
     trainer = LabelRegTrainer(
@@ -202,19 +240,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     train_result = train_or_stop(trainer, resume, run_args)
     if train_result is None:  # --stop_after_steps
         return 0
-    logits, labels = torch.as_tensor(trainer.predict(test).predictions).float(), torch.as_tensor(test["label"])
-    val_logits = (torch.as_tensor(trainer.predict(validation).predictions).float()
-                  if validation is not None else None)
-    val_labels = torch.as_tensor(validation["label"]) if validation is not None else None
-    if script.save_predictions:
-        saved = Path(training.output_dir) / "predictions"
-        save_logits(saved / "test.npz", logits, labels)
-        if val_logits is not None:
-            save_logits(saved / "validation.npz", val_logits, val_labels)
-    confidence = evaluate_confidence(
-        ScoredPredictions.from_logits(logits, labels),
-        ScoredPredictions.from_logits(val_logits, val_labels) if val_logits is not None else None,
-        num_bins=script.ece_bins)
+    confidence = evaluate_test(trainer, test, validation, script, Path(training.output_dir))
     msp, pnorm = confidence.row("msp"), confidence.row("pnorm")
     test_metrics = {"n": confidence.n, "accuracy": confidence.accuracy, "nll": confidence.nll, "ece": confidence.ece,
                     "aurc": msp.aurc, "eaurc": msp.eaurc, "aurc_pnorm": pnorm.aurc, "pnorm": confidence.pnorm.label}
@@ -228,10 +254,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Training
     path = Path(script.results_file or Path(training.output_dir) / "results.json")
     write_results(path, results)
     finish(training.output_dir)
-    print(f"\n| method | accuracy | NLL | ECE ({script.ece_bins} bins) | AURC | E-AURC | AURC pNorm | test n |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| {labelreg.method} | {confidence.accuracy:.4f} | {confidence.nll:.4f} | {confidence.ece:.4f} "
-          f"| {msp.aurc:.4f} | {msp.eaurc:.4f} | {pnorm.aurc:.4f} ({confidence.pnorm.label}) | {confidence.n} |")
+    report(confidence, labelreg.method, script.ece_bins)
     print(f"results: {path}")
     return 0
 

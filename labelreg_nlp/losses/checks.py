@@ -11,8 +11,14 @@ Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
-def check_alpha(alpha: float, name: str = "alpha") -> float:
-    """Return ``alpha`` as a float, or raise ``ValueError`` naming it if outside [0, 1].
+def check_alpha(alpha: float, name: str = "alpha", interval: str = "[0, 1]", why: str = "") -> float:
+    """Return ``alpha`` as a float, or raise ``ValueError`` naming it if outside ``interval``.
+
+    Args:
+        alpha: a number (a Python, NumPy or one-element torch scalar).
+        name: how the error names it (``"--maxsup-alpha"``).
+        interval: ``"[0, 1]"``, ``"(0, 1]"`` or ``"(0, 1)"``.
+        why: added to the error after the interval (``"for LS++ (log t is infinite ...)"``).
 
     Example:
         >>> check_alpha(0.1)
@@ -27,10 +33,12 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
         if type(alpha).__module__ == "numpy" and getattr(alpha, "size", 2) == 1:
             alpha = alpha.item()
         else:
-            raise TypeError(f"{name} must be a number in [0, 1], got {type(alpha).__name__} {alpha!r}")
+            raise TypeError(f"{name} must be a number in {interval}, got {type(alpha).__name__} {alpha!r}")
     value = float(alpha)
-    if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], got {alpha!r}")
+    low_ok = value > 0.0 if interval.startswith("(") else value >= 0.0
+    high_ok = value < 1.0 if interval.endswith(")") else value <= 1.0
+    if not (low_ok and high_ok):  # also rejects NaN
+        raise ValueError(f"{name} must be in {interval}{' ' + why if why else ''}, got {alpha!r}")
     return value
 
 

@@ -26,67 +26,94 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .learned import DEFAULT_RANK, FULL_MAX_CLASSES, ChunkTerms, Kernel, LearnedTargetLoss, rowdot
-from .options import Label, option, same_name
+from .learned import (
+    DEFAULT_RANK,
+    FULL_MAX_CLASSES,
+    ChunkTerms,
+    Kernel,
+    LearnedTableOptions,
+    LearnedTargetLoss,
+    per_class,
+    rowdot,
+    softmax_and_lse,
+)
+from .options import option
 
-
-def _where_p(d: Tensor, p: Tensor) -> Tensor:
-    """``d`` with 0 where ``p`` is 0 and ``d`` infinite: a masked class (logit -inf) adds
-    ``p log(p / t) = 0`` to ``KL(p || t)``, not ``0 * inf = NaN``."""
-    return torch.where((p == 0) & torch.isinf(d), torch.zeros((), dtype=d.dtype, device=d.device), d)
+#: log p below this is clamped to it: exp() of it is 0 in float32 and float64 alike, so no p
+#: changes, and p log p is 0 (not 0 * -inf = NaN) at a masked class (logit -inf)
+LOG_ZERO = -1e4
 
 
 class LLSKernel(Kernel):
-    """Forward term ``KL(t || p)`` and reverse term ``KL(p || t)`` per position."""
+    """Forward term ``KL(t || p)`` and reverse term ``KL(p || t)`` per position; ``q_y``, ``t``
+    and ``log t`` once per class of the chunk.
+
+    With ``q_y . log p = q_y . z - lse(z)`` and ``t . log p = alpha q_y . log p + (1 - alpha)
+    log p_y``, a position needs two dot products with its class's rows (``q_y . z`` and
+    ``p . log t``) besides its own softmax.
+    """
 
     @staticmethod
-    def _target(r: Tensor, lse_r: Tensor, y: Tensor, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
-        """``q`` and ``t = (1 - alpha) onehot(y) + alpha q``, and ``log t`` written over ``r``."""
-        col = y[:, None]
+    def _target(r: Tensor, lse_r: Tensor, classes: Tensor, alpha: float,
+                q: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``q`` and ``t = (1 - alpha) onehot(y) + alpha q`` per class row, and ``log t`` written
+        over ``r`` (``q``: ``softmax(r)`` when already computed)."""
+        col = classes[:, None]
         log_q = r.sub_(lse_r[:, None])
-        q = log_q.exp()
+        q = log_q.exp() if q is None else q
         t = torch.mul(q, alpha).scatter_add_(1, col, torch.full_like(q[:, :1], 1 - alpha))
         log_t = log_q.add_(math.log(alpha)).scatter_(1, col, t.gather(1, col).log())
         return q, t, log_t
 
-    def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
-        lse = torch.logsumexp(z, dim=-1)
-        lse_r = torch.logsumexp(r, dim=-1)
-        log_p = z - lse[:, None]
-        q, t, log_t = self._target(r, lse_r, y, alpha)
-        # entropy of q from log t: log q = log t - log alpha off the target
-        col = y[:, None]
-        q_y = q.gather(1, col).squeeze(1)
-        log_t_y = log_t.gather(1, col).squeeze(1)
-        entropy = -(rowdot(q, log_t) - math.log(alpha) * (1 - q_y) - q_y * log_t_y) - torch.xlogy(q_y, q_y)
-        d = log_t.sub_(log_p)  # log t - log p
-        forward = rowdot(t, d)
-        q_d = rowdot(q, d)
-        p = log_p.exp_()
-        reverse = -rowdot(p, _where_p(d, p))
-        saved = torch.stack([lse, lse_r, reverse, q_d], dim=1)
-        return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, torch.stack([entropy, q.amax(-1)], dim=1))
+    def forward(self, z: Tensor, r: Tensor, classes: Tensor, inv: Tensor, alpha: float) -> ChunkTerms:
+        col, cls = classes[inv][:, None], classes[:, None]
+        p, lse = softmax_and_lse(z)
+        q, lse_r = softmax_and_lse(r)
+        q, t, log_t = self._target(r, lse_r, classes, alpha, q)
+        # per class: entropy of q from log t (log q = log t - log alpha off the class), t . log t, q . log t
+        q_c, log_t_c = q.gather(1, cls).squeeze(1), log_t.gather(1, cls).squeeze(1)
+        q_log_t = rowdot(q, log_t)
+        entropy = -(q_log_t - math.log(alpha) * (1 - q_c) - q_c * log_t_c) - torch.xlogy(q_c, q_c)
+        t_log_t = rowdot(t, log_t)
+        # per position; q > 0 everywhere, so a masked class makes q . log p = -inf: KL(t || p) = +inf
+        q_pos = q.index_select(0, inv)
+        q_log_p = rowdot(q_pos, z) - lse
+        t_log_p = alpha * q_log_p
+        if alpha < 1:  # (1 - alpha) log p_y; skipped at alpha = 1, where 0 * -inf would be NaN
+            t_log_p = t_log_p + (1 - alpha) * (z.gather(1, col).squeeze(1) - lse)
+        forward = t_log_t.index_select(0, inv) - t_log_p
+        q_d = q_log_t.index_select(0, inv) - q_log_p  # q . (log t - log p)
+        log_p = torch.sub(z, lse[:, None]).clamp_min_(LOG_ZERO)
+        reverse = rowdot(p, log_p) - rowdot(p, torch.index_select(log_t, 0, inv, out=q_pos))
+        saved = torch.stack([lse, lse_r.index_select(0, inv), reverse, q_d], dim=1)
+        stats = torch.stack([entropy, q.amax(-1)], dim=1).index_select(0, inv)
+        return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, stats)
 
-    def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
+    def backward(self, z: Tensor, r: Tensor, classes: Tensor, inv: Tensor, alpha: float, saved: Tensor,
                  g: Tensor) -> tuple[Tensor, Tensor]:
-        col = y[:, None]
+        col, cls = classes[inv][:, None], classes[:, None]
         g_fwd, g_rev = g[:, :1], g[:, 1:2]
-        log_p = z - saved[:, :1]
-        q, t, log_t = self._target(r, saved[:, 1], y, alpha)
-        d = log_t.sub_(log_p)
-        p = log_p.exp_()
-        d_p = _where_p(d, p)  # where it meets p: 0 at masked classes, as p log(p / t) -> 0
-        p_y, q_y, t_y = p.gather(1, col), q.gather(1, col), t.gather(1, col)
+        log_p = torch.sub(z, saved[:, :1]).clamp_min_(LOG_ZERO)
+        p = log_p.exp()
+        q, t, log_t = self._target(r, per_class(saved[:, 1], inv, r.size(0)), classes, alpha)
+
+        def sums(x: Tensor) -> Tensor:  # [n, 1] -> [U, 1], summed over each class's positions
+            return x.new_zeros(q.size(0), 1).index_add_(0, inv, x)
+
+        p_y = p.gather(1, col)
+        q_y, t_y = q.gather(1, cls).index_select(0, inv), t.gather(1, cls).index_select(0, inv)
         # w = alpha q p / t is p off the target; sum_k w_k = 1 - p_y + w_y
         w_y = alpha * q_y * p_y / t_y
         w_sum = 1 - p_y + w_y
-        # grad_z = p (g_fwd - g_rev (d + KL(p||t))) - g_fwd t
-        grad_z = torch.add(d_p, saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p).sub_(t.mul_(g_fwd))
-        # grad_r = alpha g_fwd q (d - sum q d) - g_rev (w - q sum w)
-        grad_r = d.sub_(saved[:, 3:4]).mul_(q).mul_(alpha * g_fwd)
-        grad_r.addcmul_(q, g_rev * w_sum).addcmul_(p, -g_rev)
-        grad_r.scatter_add_(1, col, g_rev * (p_y - w_y))
-        return grad_z, grad_r
+        # per class, summed over its positions: alpha g_fwd q (d - q . d) - g_rev (w - q sum w),
+        # d = log t - log p
+        grad_r = torch.mul(log_t, sums(g_fwd)).index_add_(0, inv, log_p * g_fwd, alpha=-1.0)
+        grad_r.sub_(sums(g_fwd * saved[:, 3:4])).mul_(q).mul_(alpha)
+        grad_r.addcmul_(q, sums(g_rev * w_sum)).index_add_(0, inv, p * g_rev, alpha=-1.0)
+        grad_r.scatter_add_(1, cls, sums(g_rev * (p_y - w_y)))
+        # p (g_fwd - g_rev (d + KL(p||t))) - g_fwd t; p = 0 at a masked class, where log p is clamped
+        grad_z = torch.index_select(log_t, 0, inv).sub_(log_p).add_(saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p)
+        return grad_z.sub_(t.index_select(0, inv).mul_(g_fwd)), grad_r
 
 
 class LearnableLabelSmoothing(LearnedTargetLoss):
@@ -120,7 +147,7 @@ class LearnableLabelSmoothing(LearnedTargetLoss):
 
 
 @dataclass(frozen=True)
-class LLSOptions:
+class LLSOptions(LearnedTableOptions):
     """Options of Learnable Label Smoothing (``lls``).
 
     Example:
@@ -128,19 +155,9 @@ class LLSOptions:
         torch.Size([100, 8])
     """
 
+    loss = LearnableLabelSmoothing
     alpha: float = option(0.1, "weight of the learned distribution softmax(Q[y]) in the target (paper: 0.1)", valid="(0, 1]")
     rank: int | None = option(None, f"factored table Q[y] = u_y V^T of this rank (vocabulary scale; default: the "
                                     f"full table up to {FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK})",
                               valid=">= 1")
     full: bool = option(False, "force the full table (K x K parameters)")
-
-    def validate(self, label: Label = same_name) -> None:
-        """``ValueError`` (or ``TypeError``) naming the first bad option, spelled by ``label``."""
-        LearnableLabelSmoothing.check_alpha(self.alpha, label("alpha"))
-        LearnableLabelSmoothing.check_table(self.rank, self.full, label("rank"), label("full"))
-
-    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> LearnableLabelSmoothing:
-        """The loss module over ``num_classes`` (required; ``schedule_horizon`` is not used)."""
-        if num_classes is None:
-            raise ValueError("method 'lls' needs num_classes (the size of the label set or vocabulary)")
-        return LearnableLabelSmoothing(num_classes, alpha=self.alpha, rank=self.rank, full=self.full)

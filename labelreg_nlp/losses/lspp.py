@@ -26,40 +26,57 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .learned import DEFAULT_RANK, FULL_MAX_CLASSES, ChunkTerms, Kernel, LearnedTargetLoss, rowdot
-from .options import Label, option, same_name
+from .learned import (
+    DEFAULT_RANK,
+    FULL_MAX_CLASSES,
+    ChunkTerms,
+    Kernel,
+    LearnedTableOptions,
+    LearnedTargetLoss,
+    per_class,
+    rowdot,
+    softmax_and_lse,
+)
+from .options import option
 
 
 class LSPPKernel(Kernel):
-    """Forward term ``CE(sg(t), p)`` and reverse term ``CE(sg(p), t)`` per position."""
+    """Forward term ``CE(sg(t), p)`` and reverse term ``CE(sg(p), t)`` per position; ``c_y``, its
+    logarithm and its normaliser once per class of the chunk."""
 
-    def forward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float) -> ChunkTerms:
+    def forward(self, z: Tensor, r: Tensor, classes: Tensor, inv: Tensor, alpha: float) -> ChunkTerms:
+        y = classes[inv]
         col = y[:, None]
-        lse = torch.logsumexp(z, dim=-1)
-        lse_r = torch.logsumexp(r, dim=-1)
-        log_q = r.sub_(lse_r[:, None])  # -inf at y
-        q = log_q.exp()
+        p, lse = softmax_and_lse(z)
+        q, lse_r = softmax_and_lse(r)  # [U, K], 0 at each row's class
+        log_q = r.sub_(lse_r[:, None])  # -inf at each row's class
+        q_pos = q.index_select(0, inv)
         z_y = z.gather(1, col).squeeze(1)
-        forward = lse - (1 - alpha) * z_y - alpha * rowdot(q, z)
+        forward = lse - (1 - alpha) * z_y - alpha * rowdot(q_pos, z)
         # a masked target (z_y = -inf) costs +inf, as -log p_y; q_y z_y = 0 * -inf made it NaN
         forward = torch.where(torch.isneginf(z_y) & torch.isfinite(lse), math.inf, forward)
-        p = torch.sub(z, lse[:, None]).exp_()
         p_y = p.gather(1, col).squeeze(1)
-        log_q.scatter_(1, col, 0.0)  # p_y log t_y is taken apart below
-        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + rowdot(p, log_q))
-        stats = torch.stack([-rowdot(q, log_q), q.amax(-1)], dim=1)
-        return ChunkTerms(torch.stack([forward, reverse], dim=1), torch.stack([lse, lse_r], dim=1), stats)
+        log_q.scatter_(1, classes[:, None], 0.0)  # p_y log t_y is taken apart below
+        log_q_pos = torch.index_select(log_q, 0, inv, out=q_pos)
+        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + rowdot(p, log_q_pos))
+        stats = torch.stack([-rowdot(q, log_q), q.amax(-1)], dim=1).index_select(0, inv)
+        saved = torch.stack([lse, lse_r.index_select(0, inv)], dim=1)
+        return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, stats)
 
-    def backward(self, z: Tensor, r: Tensor, y: Tensor, alpha: float, saved: Tensor,
+    def backward(self, z: Tensor, r: Tensor, classes: Tensor, inv: Tensor, alpha: float, saved: Tensor,
                  g: Tensor) -> tuple[Tensor, Tensor]:
-        col = y[:, None]
+        col = classes[inv][:, None]
         p = torch.sub(z, saved[:, :1]).exp_()
-        q = r.sub_(saved[:, 1:2]).exp_()  # 0 at y
+        q = r.sub_(per_class(saved[:, 1], inv, r.size(0))[:, None]).exp_()  # [U, K], 0 at each row's class
         p_y = p.gather(1, col)
-        # g_rev ((1 - p_y) q - p), 0 at y
-        grad_r = torch.mul(q, g[:, 1:2] * (1 - p_y)).sub_(p * g[:, 1:2]).scatter_(1, col, 0.0)
+        g_fwd, g_rev = g[:, :1], g[:, 1:2]
+        # per class: sum over its positions of g_rev ((1 - p_y) q - p), 0 at the class
+        weight = q.new_zeros(q.size(0)).index_add_(0, inv, (g_rev * (1 - p_y)).squeeze(1))
+        grad_r = torch.mul(q, weight[:, None]).index_add_(0, inv, p * g_rev, alpha=-1.0)
+        grad_r.scatter_(1, classes[:, None], 0.0)
         # g_fwd (p - t), t = alpha q + (1 - alpha) onehot(y)
-        grad_z = p.sub_(q.mul_(alpha)).scatter_add_(1, col, torch.full_like(p_y, alpha - 1)).mul_(g[:, :1])
+        q_pos = q.index_select(0, inv).mul_(alpha)
+        grad_z = p.sub_(q_pos).scatter_add_(1, col, torch.full_like(p_y, alpha - 1)).mul_(g_fwd)
         return grad_z, grad_r
 
 
@@ -94,7 +111,7 @@ class LabelSmoothingPlusPlus(LearnedTargetLoss):
 
 
 @dataclass(frozen=True)
-class LSPPOptions:
+class LSPPOptions(LearnedTableOptions):
     """Options of Label Smoothing++ (``lspp``).
 
     Example:
@@ -102,19 +119,9 @@ class LSPPOptions:
         torch.Size([100, 8])
     """
 
+    loss = LabelSmoothingPlusPlus
     alpha: float = option(0.1, "weight of the learned distribution c_y in the target (paper: 0.1)", valid="(0, 1)")
     rank: int | None = option(None, f"factored table C[y] = u_y V^T of this rank (vocabulary scale; default: the "
                                     f"full table up to {FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK})",
                               valid=">= 1")
     full: bool = option(False, "force the full table (K x (K - 1) parameters)")
-
-    def validate(self, label: Label = same_name) -> None:
-        """``ValueError`` (or ``TypeError``) naming the first bad option, spelled by ``label``."""
-        LabelSmoothingPlusPlus.check_alpha(self.alpha, label("alpha"))
-        LabelSmoothingPlusPlus.check_table(self.rank, self.full, label("rank"), label("full"))
-
-    def build(self, num_classes: int | None = None, schedule_horizon: int | None = None) -> LabelSmoothingPlusPlus:
-        """The loss module over ``num_classes`` (required; ``schedule_horizon`` is not used)."""
-        if num_classes is None:
-            raise ValueError("method 'lspp' needs num_classes (the size of the label set or vocabulary)")
-        return LabelSmoothingPlusPlus(num_classes, alpha=self.alpha, rank=self.rank, full=self.full)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from labelreg_nlp.losses import learned as learned_module
 from labelreg_nlp.losses import logit_stats as logit_stats_module
 from labelreg_nlp.losses.learned_tables import FactoredTable, FullTable
 from labelreg_nlp.losses.lls import LearnableLabelSmoothing
@@ -218,6 +219,41 @@ def test_chunked_walk_gives_the_same_numbers(name, monkeypatch):
     torch.testing.assert_close(chunked[0], whole[0])
     torch.testing.assert_close(chunked[1], whole[1])
     torch.testing.assert_close(chunked[2], whole[2])
+
+
+@pytest.mark.parametrize("name,full", [("lspp", True), ("lspp", False), ("lls", True), ("lls", False)])
+def test_weighted_positions_of_repeated_classes_across_chunks(name, full, monkeypatch):
+    """Rows are built once per class and their gradients summed per class: with a few classes
+    repeated over many positions, classes split across chunks and per-position weights (some
+    zero), the loss and both gradients equal the reference summed position by position; a
+    zero-weight position adds nothing, not even with NaN logits."""
+    reference = {"lspp": lspp_reference, "lls": lls_pseudo_code}[name]
+    k, n = 7, 40
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(n, k, generator=g) * 2
+    target = torch.randint(0, 3, (n,), generator=g)  # three classes over 40 positions
+    weight = torch.rand(n, generator=g)
+    weight[::5] = 0.0
+    logits[5] = float("nan")  # weight 0
+    module = randomized(METHODS[name](k, alpha=0.2, **({"full": True} if full else {"rank": 3})))
+    monkeypatch.setattr(logit_stats_module, "CHUNK_ELEMENTS", 4 * 4 * k)  # 4 rows per chunk
+    monkeypatch.setattr(learned_module, "CHUNK_MIN_ROWS", 1)
+    x = logits.clone().requires_grad_()
+    per_position = module.parts(x, target, keep_per_position=True).per_position
+    (weight * per_position.nan_to_num(0.0)).sum().backward()
+    assert bool((x.grad[weight == 0] == 0).all())
+    params = [p.detach().clone().requires_grad_() for p in module.table.params()]
+    table = params[0] if full else params[0] @ params[1].T
+    if name == "lspp" and not full:  # the reference takes C [K, K - 1], the classes other than y
+        table = table[~torch.eye(k, dtype=torch.bool)].view(k, k - 1)
+    x_ref = logits.clone().requires_grad_()
+    live = (weight > 0).nonzero().squeeze(-1).tolist()
+    total = sum(weight[i] * reference(x_ref[i:i + 1], target[i:i + 1], table, 0.2) for i in live)
+    total.backward()
+    torch.testing.assert_close((weight * per_position.nan_to_num(0.0)).sum().detach(), total.detach())
+    torch.testing.assert_close(x.grad[weight > 0], x_ref.grad[weight > 0], rtol=1e-4, atol=1e-6)
+    for ours, ref in zip(module.table.params(), params):
+        torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -22,6 +22,7 @@ from omegaconf import II
 
 from ...losses.base import MethodLoss, ScheduledAlphaLoss
 from ...losses.fused_linear import fused_linear_parts
+from ...losses.options import option_fields
 from ...losses.parts import LossParts
 from ...losses.registry import get_method
 from ..fairseq_command import fairseq_flag
@@ -39,6 +40,17 @@ flag = fairseq_flag
 def optional_int(value: int) -> int | None:
     """fairseq has no null on its command line: an int option's 0 means "the default" (``None``)."""
     return None if int(value) == 0 else int(value)
+
+
+def options_field(options_class: type, name: str) -> Any:
+    """A config field for the options dataclass field ``name``: its default and help (with the
+    accepted range), so fairseq's ``--help`` says what the method's own docs say. A nullable int
+    (``None`` = chosen automatically) becomes 0, as fairseq has no null on its command line
+    (:func:`optional_int` reads it back)."""
+    option = next(f for f in option_fields(options_class) if f.name == name)
+    auto = option.nullable and option.type is int
+    help = option.help + ("; 0 = that default" if auto else "") + (f"; {option.valid}" if option.valid else "")
+    return field(default=0 if auto else option.default, metadata={"help": help})
 
 
 @dataclass

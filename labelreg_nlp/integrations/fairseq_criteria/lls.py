@@ -1,23 +1,19 @@
 """``lls_cross_entropy``: Learnable Label Smoothing, its learned table trained by fairseq's optimizer and
 checkpointed with the criterion."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fairseq.criterions import register_criterion
 
-from ...losses.learned import DEFAULT_RANK, FULL_MAX_CLASSES
 from ...losses.lls import LLSOptions
-from .base import MethodCriterion, TokenCriterionConfig, optional_int
+from .base import MethodCriterion, TokenCriterionConfig, optional_int, options_field
 
 
 @dataclass
 class LLSCrossEntropyConfig(TokenCriterionConfig):
-    lls_alpha: float = field(default=0.1, metadata={
-        "help": "weight of the learned distribution in the target (paper: 0.1); (0, 1]"})
-    lls_rank: int = field(default=0, metadata={
-        "help": f"factored table Q[y] = u_y V^T of this rank (vocabulary scale); 0 = the full table up to "
-                f"{FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK}"})
-    lls_full: bool = field(default=False, metadata={"help": "force the full table (V x V parameters)"})
+    lls_alpha: float = options_field(LLSOptions, "alpha")
+    lls_rank: int = options_field(LLSOptions, "rank")
+    lls_full: bool = options_field(LLSOptions, "full")
 
 
 @register_criterion("lls_cross_entropy", dataclass=LLSCrossEntropyConfig)

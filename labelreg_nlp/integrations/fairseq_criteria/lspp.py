@@ -1,23 +1,19 @@
 """``lspp_cross_entropy``: Label Smoothing++, its learned table trained by fairseq's optimizer and
 checkpointed with the criterion."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fairseq.criterions import register_criterion
 
-from ...losses.learned import DEFAULT_RANK, FULL_MAX_CLASSES
 from ...losses.lspp import LSPPOptions
-from .base import MethodCriterion, TokenCriterionConfig, optional_int
+from .base import MethodCriterion, TokenCriterionConfig, optional_int, options_field
 
 
 @dataclass
 class LSPPCrossEntropyConfig(TokenCriterionConfig):
-    lspp_alpha: float = field(default=0.1, metadata={
-        "help": "weight of the learned distribution in the target (paper: 0.1); (0, 1)"})
-    lspp_rank: int = field(default=0, metadata={
-        "help": f"factored table C[y] = u_y V^T of this rank (vocabulary scale); 0 = the full table up to "
-                f"{FULL_MAX_CLASSES} classes, else rank {DEFAULT_RANK}"})
-    lspp_full: bool = field(default=False, metadata={"help": "force the full table (V x (V - 1) parameters)"})
+    lspp_alpha: float = options_field(LSPPOptions, "alpha")
+    lspp_rank: int = options_field(LSPPOptions, "rank")
+    lspp_full: bool = options_field(LSPPOptions, "full")
 
 
 @register_criterion("lspp_cross_entropy", dataclass=LSPPCrossEntropyConfig)

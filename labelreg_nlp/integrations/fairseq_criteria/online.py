@@ -7,29 +7,20 @@ from typing import Optional
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
-from ...losses.online import DEFAULT_TOPK, DENSE_MAX_CLASSES, INITS, UNSEEN, OLSOptions
-from .base import MethodCriterion, TokenCriterionConfig, optional_int
+from ...losses.online import INITS, UNSEEN, OLSOptions
+from .base import MethodCriterion, TokenCriterionConfig, optional_int, options_field
 
 
 @dataclass
 class OLSCrossEntropyConfig(TokenCriterionConfig):
-    ols_hard_weight: float = field(default=0.5, metadata={"help": "weight of CE against the hard label (paper: 0.5); >= 0"})
-    ols_soft_weight: float = field(default=0.5, metadata={
-        "help": "weight of CE against the online soft label (paper: 0.5); >= 0"})
-    ols_init: ChoiceEnum(list(INITS)) = field(default="uniform", metadata={
-        "help": "soft labels of the first period: uniform (paper), ls (label smoothing with --ols-init-alpha), "
-                "zeros (official code: no soft term at first)"})
-    ols_init_alpha: float = field(default=0.1, metadata={"help": "smoothing weight of --ols-init ls; [0, 1]"})
-    ols_topk: int = field(default=0, metadata={
-        "help": f"sparse soft labels keeping the top-k classes per row; 0 = dense up to {DENSE_MAX_CLASSES} "
-                f"classes, else k = {DEFAULT_TOPK}"})
-    ols_dense: bool = field(default=False, metadata={"help": "force dense V x V soft labels"})
-    ols_unseen: ChoiceEnum(list(UNSEEN)) = field(default="uniform", metadata={
-        "help": "soft label of a class with no correct prediction in the period: uniform (paper), zeros (the "
-                "MaxSup authors' OLS baseline)"})
-    ols_freeze_above: Optional[float] = field(default=None, metadata={  # noqa: UP045 (fairseq reads runtime types)
-        "help": "keep a class's soft label once its largest entry reaches this value (official fine-grained "
-                "script: 0.88; default: always update); [0, 1]"})
+    ols_hard_weight: float = options_field(OLSOptions, "hard_weight")
+    ols_soft_weight: float = options_field(OLSOptions, "soft_weight")
+    ols_init: ChoiceEnum(list(INITS)) = options_field(OLSOptions, "init")
+    ols_init_alpha: float = options_field(OLSOptions, "init_alpha")
+    ols_topk: int = options_field(OLSOptions, "topk")
+    ols_dense: bool = options_field(OLSOptions, "dense")
+    ols_unseen: ChoiceEnum(list(UNSEEN)) = options_field(OLSOptions, "unseen")
+    ols_freeze_above: Optional[float] = options_field(OLSOptions, "freeze_above")  # noqa: UP045 (fairseq reads runtime types)
     ols_period_updates: int = field(default=0, metadata={
         "help": "end an OLS period every N updates; 0 = at every epoch boundary"})
 
