@@ -11,11 +11,15 @@ estimated.
 1. ``logits``: the loss over random logits [N, K] (``--sizes``, ``--dtypes``): torch's
    ``F.cross_entropy(label_smoothing=0.1)``, fairseq's ``label_smoothed_nll_loss`` (on the float32
    log-softmax, as its criterion computes it), transformers' ``LabelSmoother``, Liger-Kernel's
-   ``LigerCrossEntropyLoss`` (CUDA only, when installed), and each method of this package.
+   ``LigerCrossEntropyLoss`` (CUDA only, when installed), each method of this package, and the
+   floor: reading the logits once and writing a gradient of their size. Times are also given
+   against our LS and against the floor; ``--targets zipf`` draws targets as text's tokens are
+   (LS++ and LLS build a learned row once per distinct class of a batch).
 2. ``fused``: the output projection and the loss, from hidden states [N, d] and a weight [V, d]
    (``--fused-sizes``, ``--hidden``): torch (linear + CE), each method on the logits (plain) and
    fused (:func:`labelreg_nlp.fused_linear_parts`), Liger's ``LigerFusedLinearCrossEntropyLoss``
-   (CUDA only, when installed).
+   and Apple's Cut Cross-Entropy ``linear_cross_entropy`` (plain CE: it has no label smoothing;
+   CUDA only, when installed).
 3. ``hf``: one training step (``Trainer.compute_loss`` + backward) of a Llama causal LM built from
    a config (``--hf-vocab``, small hidden size, 2 layers) on ``--hf-batch`` x ``--hf-length``
    tokens: the model's own loss, ``LabelRegTrainer`` on the logits and with ``fused_linear``.
@@ -46,6 +50,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 LOSS_METHODS = [("none", {}), ("ls", {}), ("ls", {"convention": "fairseq"}), ("maxsup", {}), ("ols", {}),
                 ("lspp", {}), ("lls", {})]
 Variant = tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+FLOOR = "floor: read the logits, write their gradient"
 
 
 def size(text: str) -> tuple[int, int]:
@@ -85,11 +90,44 @@ def liger():
     return module
 
 
+def cut_cross_entropy():
+    """Apple's ``cut_cross_entropy.linear_cross_entropy``, or None (it needs CUDA and Triton)."""
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+    except ImportError:
+        return None
+    return linear_cross_entropy
+
+
 # ---------------------------------------------------------------------------------------- logits
-def logits_setup(n: int, k: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[Variant]]:
+class ReadWriteFloor(torch.autograd.Function):
+    """The least a loss over logits can cost: read them once (forward) and write a gradient of
+    their size (backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.shape, ctx.dtype = x.shape, x.dtype
+        return x.sum(dtype=torch.float32)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.full(ctx.shape, float(g), dtype=ctx.dtype, device=g.device)
+
+
+def targets(n: int, k: int, kind: str, gen: torch.Generator) -> torch.Tensor:
+    """``n`` targets over ``k`` classes: ``uniform``, or ``zipf`` (class i drawn with weight 1/(i+1),
+    as token frequencies in text go: a 4096-token batch over 10k classes holds ~1,500 distinct)."""
+    if kind == "uniform":
+        return torch.randint(0, k, (n,), generator=gen)
+    weights = 1.0 / torch.arange(1, k + 1, dtype=torch.float64)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
+
+
+def logits_setup(n: int, k: int, dtype: torch.dtype, device: torch.device,
+                 target_kind: str = "uniform") -> tuple[torch.Tensor, torch.Tensor, list[Variant]]:
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(n, k, generator=gen).to(device)
-    target = torch.randint(0, k, (n,), generator=gen).to(device)
+    target = targets(n, k, target_kind, gen).to(device)
     # half of the positions predicted correctly (target logit above the row max), so OLS accumulates
     hit = (torch.rand(n, generator=gen) < 0.5).to(device)
     rows = torch.arange(n, device=device)[hit]
@@ -121,6 +159,7 @@ def logits_setup(n: int, k: int, dtype: torch.dtype, device: torch.device) -> tu
     for method, options in LOSS_METHODS:
         loss = TokenLoss(method, 0.1, num_classes=k, **options).to(device)
         variants.append((f"ours: {label(method, options)}", loss))
+    variants.append((FLOOR, lambda x, y: ReadWriteFloor.apply(x)))
     return logits, target, variants
 
 
@@ -145,6 +184,9 @@ def fused_setup(n: int, k: int, dtype: torch.dtype, device: torch.device, hidden
     if lk is not None:
         liger_flce = lk.LigerFusedLinearCrossEntropyLoss(label_smoothing=0.1)
         variants.append(("Liger LigerFusedLinearCrossEntropyLoss", step(lambda x, y: liger_flce(weight, x, y))))
+    cce = cut_cross_entropy() if device.type == "cuda" else None
+    if cce is not None:  # Apple's Cut Cross-Entropy has no label smoothing: plain CE, for time and memory
+        variants.append(("Apple CCE linear_cross_entropy (plain CE)", step(lambda x, y: cce(x, weight, y))))
     for method in methods:
         loss = TokenLoss(method, 0.1, num_classes=k).to(device)
         variants.append((f"ours: {method}, logits", step(lambda x, y, loss=loss: loss(F.linear(x, weight), y))))
@@ -194,8 +236,8 @@ def tables(args: argparse.Namespace) -> list[tuple[str, str, Callable[[], tuple]
     if "logits" in args.sections:
         for dtype in args.dtypes:
             for n, k in args.sizes:
-                out.append(("logits", f"loss over logits, {n} x {k}, {dtype}",
-                            lambda n=n, k=k, dtype=dtype: logits_setup(n, k, DTYPES[dtype], device)))
+                out.append(("logits", f"loss over logits, {n} x {k}, {dtype}, {args.targets} targets",
+                            lambda n=n, k=k, dtype=dtype: logits_setup(n, k, DTYPES[dtype], device, args.targets)))
     if "fused" in args.sections:
         for dtype in args.fused_dtypes:
             for n, k in args.fused_sizes:
@@ -213,6 +255,9 @@ def ratio_bases(section: str, names: list[str]) -> tuple[list[str], list[list[in
     """Column titles and, per row, the rows its time and memory are divided by: the first row (the
     peer: torch, or the model's own loss); in the fused table also the same method on the logits."""
     first = {"logits": "torch", "fused": "torch", "hf": "model's own loss"}[section]
+    if section == "logits":  # also against our LS, and LS against the floor
+        ls, floor = names.index("ours: ls"), names.index(FLOOR)
+        return [f"vs {first}", "vs ours: ls", "vs floor"], [[0, ls, floor] for _ in names]
     if section != "fused":
         return [f"vs {first}"], [[0] for _ in names]
     bases = []
@@ -229,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="logits section: TOKENSxCLASSES (default 4096x10000 8192x32000 4096x128000)")
     p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=["float32", "bfloat16"],
                    help="logits section: dtypes of the logits (default float32 bfloat16)")
+    p.add_argument("--targets", choices=("uniform", "zipf"), default="uniform",
+                   help="logits section: targets drawn uniformly over the classes, or with Zipf's law (class i "
+                        "with weight 1/(i+1)), as tokens of text are (default uniform)")
     p.add_argument("--fused-sizes", type=size, nargs="+", default=[(4096, 128000)],
                    help="fused section: TOKENSxVOCAB (default 4096x128000)")
     p.add_argument("--fused-dtypes", nargs="+", choices=DTYPES, default=["float32"],
@@ -243,11 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is reported (default 5)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--list", action="store_true", help="print the tables these options would make, and stop")
     p.add_argument("--peaks-of", type=int, default=None, help=argparse.SUPPRESS)  # child: peak memory of table i
     args = p.parse_args(argv)
     if args.repeats < 1 or args.hidden < 1 or args.hf_batch < 1 or args.hf_length < 2 or args.hf_vocab < 2:
         p.error("--repeats, --hidden and --hf-batch must be >= 1, --hf-length and --hf-vocab >= 2")
     plan = tables(args)
+    if args.list:
+        print("\n".join(title for _, title, _ in plan))
+        return 0
 
     if args.peaks_of is not None:
         x, target, variants = plan[args.peaks_of][2]()
@@ -266,12 +318,15 @@ def main(argv: list[str] | None = None) -> int:
         peaks = child_peaks(__file__, [*given, "--peaks-of", str(i)], len(times))
         titles, bases = ratio_bases(section, names)
         print(f"### {title}\n")
-        header = ["variant", "step ms", *(f"time {t}" for t in titles), "peak MiB", *(f"memory {t}" for t in titles)]
+        memory_columns = len(titles) if section == "fused" else 1  # logits: memory against torch only
+        header = ["variant", "step ms", *(f"time {t}" for t in titles), "peak MiB",
+                  *(f"memory {t}" for t in titles[:memory_columns])]
         print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
         for name, t, peak, rows in zip(names, times, peaks, bases, strict=True):
             cells = [name, f"{t * 1e3:,.1f}", *(f"{t / times[b]:.2f}x" for b in rows),
                      "-" if peak is None else f"{peak / MIB:,.0f}",
-                     *("-" if peak is None or not peaks[b] else f"{peak / peaks[b]:.2f}x" for b in rows)]
+                     *("-" if peak is None or not peaks[b] else f"{peak / peaks[b]:.2f}x"
+                       for b in rows[:memory_columns])]
             print("| " + " | ".join(cells) + " |", flush=True)
         print()
     return 0

@@ -79,7 +79,7 @@ def train(work: Path, name: str, args) -> dict:
     extra = ["--log-interval", str(args.log_interval)]
     save = work / "checkpoints" / name
     return T.train(work / "data-bin", save, name, args.seed, alpha=args.alpha, model=model, max_epoch=args.max_epoch,
-                   extra=extra, fp16=False, echo=progress(name, args.max_epoch), log_file=save / "train.log")
+                   extra=extra, fp16=args.fp16, echo=progress(name, args.max_epoch), log_file=save / "train.log")
 
 
 # options that change nothing in the results: left out of the run manifest
@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=200, help="inverse_sqrt warmup updates (default 200)")
     p.add_argument("--max-tokens", type=int, default=2048, help="tokens per batch (default 2048)")
     p.add_argument("--log-interval", type=int, default=50, help="updates between progress lines (default 50)")
+    p.add_argument("--fp16", action="store_true", help="train in mixed precision (fairseq's --fp16; needs a CUDA "
+                                                       "device, which the demo uses whenever there is one)")
     p.add_argument("--resume", action="store_true", help="continue the demo in --workdir (same options): finished "
                    "criteria are kept, an interrupted one continues from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete the demo in --workdir and run it anew")
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.max_epoch < 1:
         p.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
+    if args.fp16 and not T.cuda_available():
+        p.error("--fp16 needs a CUDA device; this machine has none")
 
     work = args.workdir.resolve()
     try:

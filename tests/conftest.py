@@ -13,3 +13,16 @@ try:  # property-based tests: random examples on a developer's machine, a fixed 
         settings.load_profile("ci")
 except ImportError:
     pass
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+#: every device test runs on the CPU, and on CUDA when there is one (skipped with the reason otherwise)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device on this machine"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)

@@ -14,7 +14,9 @@ chunk's row gradients to the table's parameters. No float32 [N, K] tensor (of ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple
 
@@ -66,6 +68,18 @@ def softmax_and_lse(z: Tensor) -> tuple[Tensor, Tensor]:
     return e.div_(total), total.log_().add_(top).squeeze(-1)
 
 
+def add_at(x: Tensor, col: Tensor, values: Tensor) -> Tensor:
+    """``x[i, col[i]] += values[i]`` in place (one column per row; gather and scatter, which
+    inductor generates for any shape, where its atomic ``scatter_add`` failed for one row)."""
+    return x.scatter_(1, col, x.gather(1, col).add_(values))
+
+
+@torch.compiler.disable  # inductor's CPU scatter-add fails to generate for one class (a [1] buffer)
+def class_sums(values: Tensor, inv: Tensor, num_rows: int) -> Tensor:
+    """``[U]`` the sums of ``values`` [n] over each class's positions."""
+    return values.new_zeros(num_rows).index_add_(0, inv, values)
+
+
 def per_class(values: Tensor, inv: Tensor, num_rows: int) -> Tensor:
     """``[U]`` the value each class's positions share (``values[i]`` is the same for every
     position ``i`` of class ``inv[i]``)."""
@@ -93,6 +107,39 @@ class Kernel:
         raise NotImplementedError
 
 
+#: set to 1 to run the kernels' per-chunk math through ``torch.compile`` (inductor: C++ on CPU,
+#: Triton on CUDA), which fuses their elementwise passes; read at every call
+COMPILE_VARIABLE = "LABELREG_NLP_COMPILE"
+_compiled: dict[tuple[type, str], Callable[..., Any]] = {}
+_compile_failed: list[str] = []  # the reason, once compiling failed: eager from then on
+
+
+def kernel_step(kernel: Kernel, direction: str) -> Callable[..., Any]:
+    """``kernel.forward`` or ``kernel.backward``; compiled (shapes dynamic, one graph per dtype
+    and device) when ``LABELREG_NLP_COMPILE=1``, with one warning and the eager step where
+    compiling fails."""
+    step = getattr(kernel, direction)
+    if os.environ.get(COMPILE_VARIABLE, "0") != "1" or _compile_failed:
+        return step
+    key = (type(kernel), direction)
+    if key not in _compiled:
+        _compiled[key] = torch.compile(step, dynamic=True)
+    compiled = _compiled[key]
+
+    def run(*args: Any) -> Any:
+        if _compile_failed:
+            return step(*args)
+        try:
+            return compiled(*args)
+        except Exception as error:  # a missing compiler, a shape inductor cannot generate: the eager step
+            _compile_failed.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            warnings.warn(f"{COMPILE_VARIABLE}=1: torch.compile failed ({_compile_failed[0]}); "
+                          "running the learned-target kernels eagerly from now on", stacklevel=2)
+            return step(*args)
+
+    return run
+
+
 def _chunks(rows: Tensor, target: Tensor, k: int) -> Iterator[tuple[slice, Tensor, Tensor, Tensor, Tensor]]:
     """The live positions ``rows`` sorted by class, in chunks: ``(slice of the sorted order, the
     chunk's positions, their indices in rows, the chunk's classes, each position's class row)``.
@@ -118,10 +165,11 @@ class _LearnedTargetFn(torch.autograd.Function):
         # per live position: nll, correct (0/1), entropy and largest entry of q_y
         info = torch.empty(n_live, 4, dtype=dtype, device=logits.device)
         saved = []  # in the chunks' (sorted) order
+        forward = kernel_step(kernel, "forward")
         for _, idx, live, classes, inv in _chunks(rows, target, k):
             z = logits.index_select(0, idx).to(dtype)
             y = target[idx]
-            out = kernel.forward(z, table.rows(classes, dtype), classes, inv, alpha)
+            out = ChunkTerms(*forward(z, table.rows(classes, dtype), classes, inv, alpha))
             terms.index_copy_(0, live, out.terms)
             saved.append(out.saved)
             nll = out.saved[:, 0] - z.gather(1, y[:, None]).squeeze(1)
@@ -143,6 +191,7 @@ class _LearnedTargetFn(torch.autograd.Function):
         grads = [torch.zeros(p.shape, dtype=dtype, device=p.device) for p in params]
         grad = torch.zeros_like(logits) if rows.numel() < n or g_terms is None else torch.empty_like(logits)
         if g_terms is not None:
+            backward = kernel_step(kernel, "backward")
             for sl, idx, live, classes, inv in _chunks(rows, target, k):
                 g, chunk_saved = g_terms.index_select(0, live).to(dtype), saved[sl]
                 # positions with no upstream gradient get an exact zero, whatever their logits,
@@ -154,7 +203,7 @@ class _LearnedTargetFn(torch.autograd.Function):
                     idx, g, chunk_saved = idx[keep], g[keep], chunk_saved[keep]
                     classes, inv = torch.unique_consecutive(classes[inv[keep]], return_inverse=True)
                 z = logits.index_select(0, idx).to(dtype)
-                grad_z, grad_r = kernel.backward(z, table.rows(classes, dtype), classes, inv, alpha, chunk_saved, g)
+                grad_z, grad_r = backward(z, table.rows(classes, dtype), classes, inv, alpha, chunk_saved, g)
                 grad.index_copy_(0, idx, grad_z.to(grad.dtype))
                 table.add_row_grad(classes, grad_r, grads)
         param_grads = tuple(gr.to(p.dtype) for gr, p in zip(grads, params))

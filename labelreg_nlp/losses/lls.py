@@ -33,6 +33,8 @@ from .learned import (
     Kernel,
     LearnedTableOptions,
     LearnedTargetLoss,
+    add_at,
+    class_sums,
     per_class,
     rowdot,
     softmax_and_lse,
@@ -61,7 +63,7 @@ class LLSKernel(Kernel):
         col = classes[:, None]
         log_q = r.sub_(lse_r[:, None])
         q = log_q.exp() if q is None else q
-        t = torch.mul(q, alpha).scatter_add_(1, col, torch.full_like(q[:, :1], 1 - alpha))
+        t = add_at(torch.mul(q, alpha), col, torch.ones_like(q[:, :1]).mul_(1 - alpha))
         log_t = log_q.add_(math.log(alpha)).scatter_(1, col, t.gather(1, col).log())
         return q, t, log_t
 
@@ -98,7 +100,7 @@ class LLSKernel(Kernel):
         q, t, log_t = self._target(r, per_class(saved[:, 1], inv, r.size(0)), classes, alpha)
 
         def sums(x: Tensor) -> Tensor:  # [n, 1] -> [U, 1], summed over each class's positions
-            return x.new_zeros(q.size(0), 1).index_add_(0, inv, x)
+            return class_sums(x.squeeze(1), inv, q.size(0))[:, None]
 
         p_y = p.gather(1, col)
         q_y, t_y = q.gather(1, cls).index_select(0, inv), t.gather(1, cls).index_select(0, inv)
@@ -110,7 +112,7 @@ class LLSKernel(Kernel):
         grad_r = torch.mul(log_t, sums(g_fwd)).index_add_(0, inv, log_p * g_fwd, alpha=-1.0)
         grad_r.sub_(sums(g_fwd * saved[:, 3:4])).mul_(q).mul_(alpha)
         grad_r.addcmul_(q, sums(g_rev * w_sum)).index_add_(0, inv, p * g_rev, alpha=-1.0)
-        grad_r.scatter_add_(1, cls, sums(g_rev * (p_y - w_y)))
+        add_at(grad_r, cls, sums(g_rev * (p_y - w_y)))
         # p (g_fwd - g_rev (d + KL(p||t))) - g_fwd t; p = 0 at a masked class, where log p is clamped
         grad_z = torch.index_select(log_t, 0, inv).sub_(log_p).add_(saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p)
         return grad_z.sub_(t.index_select(0, inv).mul_(g_fwd)), grad_r

@@ -33,6 +33,8 @@ from .learned import (
     Kernel,
     LearnedTableOptions,
     LearnedTargetLoss,
+    add_at,
+    class_sums,
     per_class,
     rowdot,
     softmax_and_lse,
@@ -71,12 +73,12 @@ class LSPPKernel(Kernel):
         p_y = p.gather(1, col)
         g_fwd, g_rev = g[:, :1], g[:, 1:2]
         # per class: sum over its positions of g_rev ((1 - p_y) q - p), 0 at the class
-        weight = q.new_zeros(q.size(0)).index_add_(0, inv, (g_rev * (1 - p_y)).squeeze(1))
+        weight = class_sums((g_rev * (1 - p_y)).squeeze(1), inv, q.size(0))
         grad_r = torch.mul(q, weight[:, None]).index_add_(0, inv, p * g_rev, alpha=-1.0)
         grad_r.scatter_(1, classes[:, None], 0.0)
         # g_fwd (p - t), t = alpha q + (1 - alpha) onehot(y)
         q_pos = q.index_select(0, inv).mul_(alpha)
-        grad_z = p.sub_(q_pos).scatter_add_(1, col, torch.full_like(p_y, alpha - 1)).mul_(g_fwd)
+        grad_z = add_at(p.sub_(q_pos).mul_(g_fwd), col, g_fwd * (alpha - 1))
         return grad_z, grad_r
 
 

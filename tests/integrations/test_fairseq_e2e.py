@@ -277,3 +277,25 @@ def test_fine_tuning_from_another_criterions_checkpoint(data_bin, tmp_path):
     log = fairseq("train", *base, "--criterion", "ols_cross_entropy", "--reset-optimizer", "--max-epoch", "3",
                   "--save-dir", same)
     assert "starting the ols state fresh" in log and [r["epoch"] for r in epoch_stats(log)] == [3]
+
+
+FP16_CRITERIA = {
+    "ls": CRITERIA["ls"], "maxsup": CRITERIA["maxsup"], "ols": ["--criterion", "ols_cross_entropy"], **LEARNED,
+}
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="--fp16 training needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(FP16_CRITERIA))
+def test_fp16_on_cuda_against_label_smoothed_cross_entropy(data_bin, tmp_path, name):
+    """On a GPU with --fp16, each criterion trains; ls_cross_entropy's epoch losses equal fairseq's
+    label_smoothed_cross_entropy's (same seed), the others stay near them (alpha 0.1)."""
+    gpu = [a for a in TRAIN if a != "--cpu"] + ["--fp16", "--max-epoch", "2"]
+    ours = epoch_stats(fairseq("train", data_bin, "--user-dir", REPO / "criterions", *TINY_MODEL, *gpu,
+                               *FP16_CRITERIA[name], "--save-dir", tmp_path / "ours"))
+    theirs = epoch_stats(fairseq("train", data_bin, *TINY_MODEL, *gpu, "--criterion", "label_smoothed_cross_entropy",
+                                 "--label-smoothing", "0.1", "--save-dir", tmp_path / "theirs"))
+    assert [r["epoch"] for r in ours] == [1, 2]
+    for a, b in zip(ours, theirs):
+        if name == "ls":
+            assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-2)
+        assert float(a["train_nll_loss"]) == pytest.approx(float(b["train_nll_loss"]), rel=0.2)

@@ -383,3 +383,20 @@ def test_validate_args_reaches_the_loss(tmp_path):
     trainer = LabelRegTrainer(model=gpt2_lm(), args=training_args(tmp_path), method="maxsup", validate_args=False)
     assert trainer.labelreg_loss.token_loss.method_loss.validate_args is False
     assert LabelRegTrainer(model=gpt2_lm(), args=training_args(tmp_path)).labelreg_loss.token_loss.method_loss.validate_args
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 training steps on CUDA only")
+@pytest.mark.parametrize("fused", [False, True])
+def test_bf16_training_step_on_cuda_equals_the_models_own_loss(tmp_path, fused):
+    """A LabelRegTrainer training step under bf16=True on a GPU: ls = HF's label_smoothing_factor,
+    none = the model's own loss (bf16 rounding), with and without fused_linear."""
+    model = gpt2_lm().cuda()
+    batch = {k: v.cuda() for k, v in collate(token_examples(6)).items()}
+    args = training_args(tmp_path, use_cpu=False, bf16=True)
+    for method, peer in (("ls", Trainer(model=model, args=training_args(tmp_path, use_cpu=False, bf16=True,
+                                                                        label_smoothing_factor=0.1))),
+                         ("none", Trainer(model=model, args=args))):
+        ours = LabelRegTrainer(model=model, args=args, method=method, alpha=0.1, fused_linear=fused)
+        loss_ours = ours.training_step(model, dict(batch))
+        loss_peer = peer.training_step(model, dict(batch))
+        torch.testing.assert_close(loss_ours.float(), loss_peer.float(), rtol=2e-2, atol=2e-2)

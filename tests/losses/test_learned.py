@@ -381,3 +381,25 @@ def test_factored_table_trains_a_real_model_as_well_as_the_full_one(name):
     assert acc_full > 0.9 and moved_full > 0 and moved_rank > 0
     assert nll_rank == pytest.approx(nll_full, rel=0.05)
     assert abs(acc_rank - acc_full) <= 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_compiled_kernels_equal_the_eager_ones(name, monkeypatch):
+    """``LABELREG_NLP_COMPILE=1`` (torch.compile of the per-chunk math): the loss and both
+    gradients equal the eager kernels' at two alphas (a compiled graph must not keep the first
+    alpha it saw) and over chunks of many classes, of one class and of one position."""
+    logits, target = batch(k=9, seed=12)
+    target[:6] = 4  # a run of one class: a chunk of one row at 2 rows per chunk
+    module = randomized(METHODS[name](9, alpha=0.1))
+    monkeypatch.setattr(logit_stats_module, "CHUNK_ELEMENTS", 4 * 2 * 9)
+    monkeypatch.setattr(learned_module, "CHUNK_MIN_ROWS", 1)
+    for alpha in (0.1, 0.3):
+        module.alpha = alpha
+        monkeypatch.delenv(learned_module.COMPILE_VARIABLE, raising=False)
+        eager = ours_and_grads(module, logits, target)
+        monkeypatch.setenv(learned_module.COMPILE_VARIABLE, "1")
+        compiled = ours_and_grads(module, logits, target)
+        assert not learned_module._compile_failed
+        for a, b in zip(compiled, eager):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
