@@ -38,9 +38,11 @@ CRITERIA = {
     "ls+fused": ["--criterion", "ls_cross_entropy", "--label-smoothing", "0.1", "--fused-output-layer"],
     "maxsup+fused": ["--criterion", "maxsup_cross_entropy", "--maxsup-alpha", "0.1", "--fused-output-layer"],
     "ols+fused": ["--criterion", "ols_cross_entropy", "--fused-output-layer"],
+    "lspp": ["--criterion", "lspp_cross_entropy", "--lspp-alpha", "0.1"],
+    "lls": ["--criterion", "lls_cross_entropy", "--lls-alpha", "0.1"],
 }
 TITLES = {"builtin": "label_smoothed_cross_entropy (fairseq)", "ls": "ls_cross_entropy", "maxsup": "maxsup_cross_entropy",
-          "ols": "ols_cross_entropy"}
+          "ols": "ols_cross_entropy", "lspp": "lspp_cross_entropy", "lls": "lls_cross_entropy"}
 
 
 def title(name: str) -> str:

@@ -74,6 +74,22 @@ def add_at(x: Tensor, col: Tensor, values: Tensor) -> Tensor:
     return x.scatter_(1, col, x.gather(1, col).add_(values))
 
 
+def class_rows(x: Tensor, inv: Tensor, copy: bool = False) -> Tensor:
+    """``x[inv]``: each position's class row ``[n, K]``; ``x`` itself when every position is its
+    own class (``inv`` is then ``0..n-1``: uniform targets over a large K), a copy only if
+    ``copy`` (the caller writes to it)."""
+    if x.size(0) == inv.size(0):
+        return x.clone() if copy else x
+    return x.index_select(0, inv)
+
+
+def add_class_rows(out: Tensor, inv: Tensor, a: Tensor, b: Tensor, value: float) -> Tensor:
+    """``out[c] += value * sum over the positions i of class c of a[i] * b[i]``, in place."""
+    if out.size(0) == inv.size(0):
+        return out.addcmul_(a, b, value=value)
+    return out.index_add_(0, inv, a * b, alpha=value)
+
+
 @torch.compiler.disable  # inductor's CPU scatter-add fails to generate for one class (a [1] buffer)
 def class_sums(values: Tensor, inv: Tensor, num_rows: int) -> Tensor:
     """``[U]`` the sums of ``values`` [n] over each class's positions."""

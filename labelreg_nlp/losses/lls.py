@@ -34,6 +34,8 @@ from .learned import (
     LearnedTableOptions,
     LearnedTargetLoss,
     add_at,
+    add_class_rows,
+    class_rows,
     class_sums,
     per_class,
     rowdot,
@@ -76,9 +78,9 @@ class LLSKernel(Kernel):
         q_c, log_t_c = q.gather(1, cls).squeeze(1), log_t.gather(1, cls).squeeze(1)
         q_log_t = rowdot(q, log_t)
         entropy = -(q_log_t - math.log(alpha) * (1 - q_c) - q_c * log_t_c) - torch.xlogy(q_c, q_c)
-        t_log_t = rowdot(t, log_t)
+        t_log_t = alpha * q_log_t + (1 - alpha) * log_t_c  # t = alpha q + (1 - alpha) onehot
         # per position; q > 0 everywhere, so a masked class makes q . log p = -inf: KL(t || p) = +inf
-        q_pos = q.index_select(0, inv)
+        q_pos = class_rows(q, inv)
         q_log_p = rowdot(q_pos, z) - lse
         t_log_p = alpha * q_log_p
         if alpha < 1:  # (1 - alpha) log p_y; skipped at alpha = 1, where 0 * -inf would be NaN
@@ -86,7 +88,7 @@ class LLSKernel(Kernel):
         forward = t_log_t.index_select(0, inv) - t_log_p
         q_d = q_log_t.index_select(0, inv) - q_log_p  # q . (log t - log p)
         log_p = torch.sub(z, lse[:, None]).clamp_min_(LOG_ZERO)
-        reverse = rowdot(p, log_p) - rowdot(p, torch.index_select(log_t, 0, inv, out=q_pos))
+        reverse = rowdot(p, log_p) - rowdot(p, class_rows(log_t, inv))
         saved = torch.stack([lse, lse_r.index_select(0, inv), reverse, q_d], dim=1)
         stats = torch.stack([entropy, q.amax(-1)], dim=1).index_select(0, inv)
         return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, stats)
@@ -109,13 +111,14 @@ class LLSKernel(Kernel):
         w_sum = 1 - p_y + w_y
         # per class, summed over its positions: alpha g_fwd q (d - q . d) - g_rev (w - q sum w),
         # d = log t - log p
-        grad_r = torch.mul(log_t, sums(g_fwd)).index_add_(0, inv, log_p * g_fwd, alpha=-1.0)
+        grad_r = add_class_rows(torch.mul(log_t, sums(g_fwd)), inv, log_p, g_fwd, -1.0)
         grad_r.sub_(sums(g_fwd * saved[:, 3:4])).mul_(q).mul_(alpha)
-        grad_r.addcmul_(q, sums(g_rev * w_sum)).index_add_(0, inv, p * g_rev, alpha=-1.0)
+        add_class_rows(grad_r.addcmul_(q, sums(g_rev * w_sum)), inv, p, g_rev, -1.0)
         add_at(grad_r, cls, sums(g_rev * (p_y - w_y)))
         # p (g_fwd - g_rev (d + KL(p||t))) - g_fwd t; p = 0 at a masked class, where log p is clamped
-        grad_z = torch.index_select(log_t, 0, inv).sub_(log_p).add_(saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p)
-        return grad_z.sub_(t.index_select(0, inv).mul_(g_fwd)), grad_r
+        # log t and t are not read again: their rows may be written over
+        grad_z = class_rows(log_t, inv).sub_(log_p).add_(saved[:, 2:3]).mul_(-g_rev).add_(g_fwd).mul_(p)
+        return grad_z.sub_(class_rows(t, inv).mul_(g_fwd)), grad_r
 
 
 class LearnableLabelSmoothing(LearnedTargetLoss):

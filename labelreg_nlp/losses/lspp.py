@@ -34,6 +34,8 @@ from .learned import (
     LearnedTableOptions,
     LearnedTargetLoss,
     add_at,
+    add_class_rows,
+    class_rows,
     class_sums,
     per_class,
     rowdot,
@@ -52,15 +54,14 @@ class LSPPKernel(Kernel):
         p, lse = softmax_and_lse(z)
         q, lse_r = softmax_and_lse(r)  # [U, K], 0 at each row's class
         log_q = r.sub_(lse_r[:, None])  # -inf at each row's class
-        q_pos = q.index_select(0, inv)
+        q_pos = class_rows(q, inv)
         z_y = z.gather(1, col).squeeze(1)
         forward = lse - (1 - alpha) * z_y - alpha * rowdot(q_pos, z)
         # a masked target (z_y = -inf) costs +inf, as -log p_y; q_y z_y = 0 * -inf made it NaN
         forward = torch.where(torch.isneginf(z_y) & torch.isfinite(lse), math.inf, forward)
         p_y = p.gather(1, col).squeeze(1)
         log_q.scatter_(1, classes[:, None], 0.0)  # p_y log t_y is taken apart below
-        log_q_pos = torch.index_select(log_q, 0, inv, out=q_pos)
-        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + rowdot(p, log_q_pos))
+        reverse = -(p_y * math.log1p(-alpha) + (1 - p_y) * math.log(alpha) + rowdot(p, class_rows(log_q, inv)))
         stats = torch.stack([-rowdot(q, log_q), q.amax(-1)], dim=1).index_select(0, inv)
         saved = torch.stack([lse, lse_r.index_select(0, inv)], dim=1)
         return ChunkTerms(torch.stack([forward, reverse], dim=1), saved, stats)
@@ -74,10 +75,10 @@ class LSPPKernel(Kernel):
         g_fwd, g_rev = g[:, :1], g[:, 1:2]
         # per class: sum over its positions of g_rev ((1 - p_y) q - p), 0 at the class
         weight = class_sums((g_rev * (1 - p_y)).squeeze(1), inv, q.size(0))
-        grad_r = torch.mul(q, weight[:, None]).index_add_(0, inv, p * g_rev, alpha=-1.0)
+        grad_r = add_class_rows(torch.mul(q, weight[:, None]), inv, p, g_rev, -1.0)
         grad_r.scatter_(1, classes[:, None], 0.0)
         # g_fwd (p - t), t = alpha q + (1 - alpha) onehot(y)
-        q_pos = q.index_select(0, inv).mul_(alpha)
+        q_pos = class_rows(q, inv).mul_(alpha)  # q is not read again
         grad_z = add_at(p.sub_(q_pos).mul_(g_fwd), col, g_fwd * (alpha - 1))
         return grad_z, grad_r
 

@@ -256,6 +256,25 @@ def test_weighted_positions_of_repeated_classes_across_chunks(name, full, monkey
         torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name,alpha", [("lspp", 0.2), ("lls", 0.2), ("lls", 1.0)])
+def test_every_position_its_own_class_equals_the_references(name, alpha):
+    """Targets all distinct (each chunk's rows are its positions' rows, taken without a copy):
+    the loss and both gradients still equal the papers' formulas."""
+    reference = {"lspp": lspp_reference, "lls": lls_pseudo_code}[name]
+    g = torch.Generator().manual_seed(13)
+    logits = torch.randn(21, 40, generator=g) * 2
+    target = torch.randperm(40, generator=g)[:21]
+    module = randomized(METHODS[name](40, alpha=alpha))
+    loss, g_logits, (g_table,) = ours_and_grads(module, logits, target)
+    table = module.table.weight.detach().clone().requires_grad_()
+    x = logits.clone().requires_grad_()
+    ref = reference(x, target, table, alpha)
+    ref.backward()
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_logits, x.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(g_table, table.grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_padding_gives_nothing_and_all_padding_gives_zero(name):
     logits, target = batch(k=5, seed=6)
