@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_epoch < 1:
         p.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
     if args.fp16 and not T.cuda_available():
-        p.error("--fp16 needs a CUDA device; this machine has none")
+        p.error("--fp16 needs a CUDA device, and torch sees none")
 
     work = args.workdir.resolve()
     try:

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 #: every device test runs on the CPU, and on CUDA when there is one (skipped with the reason otherwise)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                 reason="no CUDA device on this machine"))]
+                                                                 reason="torch sees no CUDA device"))]
 
 
 @pytest.fixture(params=DEVICES)

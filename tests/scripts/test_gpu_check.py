@@ -49,7 +49,7 @@ def test_the_benchmark_step_makes_the_8192_x_128k_bfloat16_tables(tmp_path):
 def test_the_demo_step_is_refused_on_a_machine_without_cuda_for_that_reason_alone(tmp_path):
     command = shlex.split(dry_run(tmp_path)["demo"][1])
     out = subprocess.run([sys.executable, *command[1:]], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.strip().endswith("--fp16 needs a CUDA device; this machine has none")
+    assert out.returncode == 2 and out.stderr.strip().endswith("--fp16 needs a CUDA device, and torch sees none")
 
 
 def test_fetch_wheels_downloads_cp312_wheels_and_the_one_source_archive(tmp_path):
