@@ -74,12 +74,11 @@ def add_at(x: Tensor, col: Tensor, values: Tensor) -> Tensor:
     return x.scatter_(1, col, x.gather(1, col).add_(values))
 
 
-def class_rows(x: Tensor, inv: Tensor, copy: bool = False) -> Tensor:
-    """``x[inv]``: each position's class row ``[n, K]``; ``x`` itself when every position is its
-    own class (``inv`` is then ``0..n-1``: uniform targets over a large K), a copy only if
-    ``copy`` (the caller writes to it)."""
+def class_rows(x: Tensor, inv: Tensor) -> Tensor:
+    """``x[inv]``: each position's class row ``[n, K]``; ``x`` itself, not a copy, when every
+    position is its own class (``inv`` is then ``0..n-1``: uniform targets over a large K)."""
     if x.size(0) == inv.size(0):
-        return x.clone() if copy else x
+        return x
     return x.index_select(0, inv)
 
 
@@ -156,11 +155,10 @@ def kernel_step(kernel: Kernel, direction: str) -> Callable[..., Any]:
     return run
 
 
-def _chunks(rows: Tensor, target: Tensor, k: int) -> Iterator[tuple[slice, Tensor, Tensor, Tensor, Tensor]]:
-    """The live positions ``rows`` sorted by class, in chunks: ``(slice of the sorted order, the
-    chunk's positions, their indices in rows, the chunk's classes, each position's class row)``.
-    A class split by a chunk boundary gets its row built in both chunks."""
-    order = torch.sort(target[rows], stable=True).indices
+def _chunks(rows: Tensor, target: Tensor, order: Tensor, k: int) -> Iterator[tuple[slice, Tensor, Tensor, Tensor, Tensor]]:
+    """The live positions ``rows`` in the order ``order`` (sorted by class), in chunks: ``(slice
+    of the sorted order, the chunk's positions, their indices in rows, the chunk's classes, each
+    position's class row)``. A class split by a chunk boundary gets its row built in both chunks."""
     for sl in row_slices(rows.numel(), k, CHUNK_FRACTION, CHUNK_MIN_ROWS):
         live = order[sl]
         idx = rows[live]
@@ -182,7 +180,8 @@ class _LearnedTargetFn(torch.autograd.Function):
         info = torch.empty(n_live, 4, dtype=dtype, device=logits.device)
         saved = []  # in the chunks' (sorted) order
         forward = kernel_step(kernel, "forward")
-        for _, idx, live, classes, inv in _chunks(rows, target, k):
+        order = torch.sort(target[rows], stable=True).indices  # the backward walks the same order
+        for _, idx, live, classes, inv in _chunks(rows, target, order, k):
             z = logits.index_select(0, idx).to(dtype)
             y = target[idx]
             out = ChunkTerms(*forward(z, table.rows(classes, dtype), classes, inv, alpha))
@@ -193,13 +192,13 @@ class _LearnedTargetFn(torch.autograd.Function):
             info.index_copy_(0, live, torch.cat([torch.stack([nll, correct], dim=1), out.stats], dim=1))
         saved_all = torch.cat(saved) if saved else torch.empty(0, 2, dtype=dtype, device=logits.device)
         ctx.kernel, ctx.table, ctx.alpha = kernel, table, alpha
-        ctx.save_for_backward(logits, target, rows, saved_all)
+        ctx.save_for_backward(logits, target, rows, order, saved_all)
         ctx.mark_non_differentiable(info)
         return terms, info
 
     @staticmethod
     def backward(ctx, g_terms: Tensor | None, _g_info: Tensor | None):  # type: ignore[override]
-        logits, target, rows, saved = ctx.saved_tensors
+        logits, target, rows, order, saved = ctx.saved_tensors
         kernel, table, alpha = ctx.kernel, ctx.table, ctx.alpha
         params = table.params()
         n, k = logits.shape
@@ -208,7 +207,7 @@ class _LearnedTargetFn(torch.autograd.Function):
         grad = torch.zeros_like(logits) if rows.numel() < n or g_terms is None else torch.empty_like(logits)
         if g_terms is not None:
             backward = kernel_step(kernel, "backward")
-            for sl, idx, live, classes, inv in _chunks(rows, target, k):
+            for sl, idx, live, classes, inv in _chunks(rows, target, order, k):
                 g, chunk_saved = g_terms.index_select(0, live).to(dtype), saved[sl]
                 # positions with no upstream gradient get an exact zero, whatever their logits,
                 # and add nothing to their class's row
