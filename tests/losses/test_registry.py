@@ -11,7 +11,7 @@ import torch
 
 from labelreg_nlp.losses import registry
 from labelreg_nlp.losses.maxsup import MaxSupLoss
-from labelreg_nlp.losses.options import SHARED_OPTIONS, option
+from labelreg_nlp.losses.options import SHARED_OPTIONS, option, option_fields
 from labelreg_nlp.losses.registry import METHODS, Method, flat_options, methods_table, register_method
 from labelreg_nlp.losses.token_loss import TokenLoss
 
@@ -228,3 +228,20 @@ def test_papers_page_cites_every_paper():
         assert paper.citation() in page
     assert all(m.paper is None or m.paper in PAPERS for m in METHODS.values())
     assert registry.get_method("ols").paper == "ols"
+
+
+@pytest.mark.parametrize("name", ["ols", "lspp", "lls"])
+def test_fairseq_config_fields_take_the_options_defaults_and_help(name):
+    """options_field: each config field has the options dataclass's default (0 for an automatic
+    int, fairseq having no null) and its help with the accepted range."""
+    pytest.importorskip("fairseq")
+    from labelreg_nlp.integrations.fairseq_command import FAIRSEQ_SELECTION
+    from labelreg_nlp.integrations.fairseq_criteria import CRITERIA
+
+    criterion = CRITERIA[FAIRSEQ_SELECTION[name].criterion]
+    config = {f.name: f for f in fields(_config_of(criterion))}
+    for opt in option_fields(METHODS[name].options):
+        field_ = config[criterion.option_fields[opt.name]]
+        auto = opt.nullable and opt.type is int
+        assert field_.default == (0 if auto else opt.default), opt.name
+        assert field_.metadata["help"].startswith(opt.help) and opt.valid in field_.metadata["help"]
