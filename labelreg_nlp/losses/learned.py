@@ -26,7 +26,7 @@ from torch import Tensor
 from .base import MethodLoss
 from .checks import check_alpha, check_inputs, check_logit_classes, check_num_classes
 from .learned_tables import FactoredTable, FullTable, RowTable
-from .logit_stats import compute_dtype, row_slices
+from .logit_stats import compute_dtype, first_argmax, row_slices
 from .options import Label, same_name
 from .parts import IGNORE_INDEX, LossParts, flatten_batch
 
@@ -188,7 +188,7 @@ class _LearnedTargetFn(torch.autograd.Function):
             terms.index_copy_(0, live, out.terms)
             saved.append(out.saved)
             nll = out.saved[:, 0] - z.gather(1, y[:, None]).squeeze(1)
-            correct = (z.argmax(dim=-1) == y).to(dtype)
+            correct = (first_argmax(z) == y).to(dtype)
             info.index_copy_(0, live, torch.cat([torch.stack([nll, correct], dim=1), out.stats], dim=1))
         saved_all = torch.cat(saved) if saved else torch.empty(0, 2, dtype=dtype, device=logits.device)
         ctx.kernel, ctx.table, ctx.alpha = kernel, table, alpha

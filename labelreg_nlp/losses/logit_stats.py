@@ -87,6 +87,23 @@ def _max_and_block_max(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return z_max, argmax, block_max
 
 
+def first_argmax(z: Tensor) -> Tensor:
+    """``z.argmax(-1)`` of a 2-D ``z`` (the first arg-max on ties, NaN counted as the largest),
+    through the strided block maxima on CPU where ``K >= 2 s`` (a third of ``argmax``'s time at
+    K = 10k on a 2-core CPU).
+
+    Example:
+        >>> import torch
+        >>> z = torch.randn(3, 100)
+        >>> z[1, 7] = z[1, 90] = 50.0
+        >>> bool((first_argmax(z) == z.argmax(-1)).all()), int(first_argmax(z)[1])
+        (True, 7)
+    """
+    if z.is_cuda or z.size(1) < 2 * BLOCK_COLUMNS:
+        return z.argmax(dim=-1)
+    return _max_and_block_max(z)[1]
+
+
 def _topk_of_rows(z: Tensor, rows: Tensor, top: int, block_max: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``z[rows].topk(top)`` (values, then indices; not sorted) without copying or sorting whole rows.
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from labelreg_nlp import TokenLoss  # noqa: E402
 from labelreg_nlp.losses.fused_linear import fused_linear_parts  # noqa: E402
+from labelreg_nlp.losses.logit_stats import first_argmax  # noqa: E402
 
 IGNORE = -100
 METHODS = ("none", "ls", "ls-fairseq", "maxsup", "ols", "ols-sparse", "lspp", "lls")
@@ -190,3 +191,18 @@ def test_gradients_are_finite_where_torch_gives_finite_ones(batch, method):
     assert bool((grad[~keep] == 0).all())
     finite_rows = torch.isfinite(z).any(-1) & keep & (z.abs().masked_fill(torch.isinf(z), 0).amax(-1) < 1e30)
     assert bool(torch.isfinite(grad[finite_rows]).all()), grad
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 80), st.sampled_from([2, 5, 1000]), st.integers(0, 2**31 - 1),
+       st.booleans())
+def test_first_argmax_is_torch_argmax(n, k, levels, seed, nonfinite):
+    """Few distinct values (many ties, inside a strided block and across blocks), NaN and +-inf."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randint(0, levels, (n, k), generator=g).double()
+    if nonfinite:
+        z[torch.rand(n, k, generator=g) < 0.05] = math.nan
+        z[torch.rand(n, k, generator=g) < 0.05] = math.inf
+        z[torch.rand(n, k, generator=g) < 0.2] = -math.inf
+    for dtype in (torch.float64, torch.float32):
+        assert torch.equal(first_argmax(z.to(dtype)), z.to(dtype).argmax(dim=-1))
