@@ -12,7 +12,8 @@ estimated.
    ``F.cross_entropy(label_smoothing=0.1)``, fairseq's ``label_smoothed_nll_loss`` (on the float32
    log-softmax, as its criterion computes it), transformers' ``LabelSmoother``, Liger-Kernel's
    ``LigerCrossEntropyLoss`` (CUDA only, when installed), each method of this package, and the
-   floor: reading the logits once and writing a gradient of their size. Times are also given
+   floor: reading the logits once and writing a gradient of their size (and, where LS++ and LLS
+   factor their table, the matrix products they spend on it alone). Times are also given
    against our LS and against the floor; ``--targets zipf`` draws targets as text's tokens are
    (LS++ and LLS build a learned row once per distinct class of a batch).
 2. ``fused``: the output projection and the loss, from hidden states [N, d] and a weight [V, d]
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 from labelreg_nlp import TokenLoss  # noqa: E402
 from labelreg_nlp.experiments.timing import child_peaks, peak_step_bytes, step_times  # noqa: E402
+from labelreg_nlp.losses.learned import DEFAULT_RANK, FULL_MAX_CLASSES  # noqa: E402
 from labelreg_nlp.losses.registry import METHODS  # noqa: E402
 
 MIB = 2**20
@@ -51,6 +53,7 @@ LOSS_METHODS = [("none", {}), ("ls", {}), ("ls", {"convention": "fairseq"}), ("m
                 ("lspp", {}), ("lls", {})]
 Variant = tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 FLOOR = "floor: read the logits, write their gradient"
+TABLE_PRODUCTS = "floor of LS++/LLS: their table's products alone, rank"
 
 
 def size(text: str) -> tuple[int, int]:
@@ -114,6 +117,41 @@ class ReadWriteFloor(torch.autograd.Function):
         return torch.full(ctx.shape, float(g), dtype=ctx.dtype, device=g.device)
 
 
+class TableProducts(torch.autograd.Function):
+    """The matrix products LS++ and LLS spend on a factored table ``r_y = u_y v^T`` (rank r) and
+    nothing else: the rows of the batch's distinct targets in the forward, and in the backward the
+    rows again (rebuilt, not kept: keeping them would hold a second logits-sized tensor) and the
+    two parameter gradients. A floor for those methods over a factored table, whatever the rest
+    of their kernels costs."""
+
+    @staticmethod
+    def forward(ctx, target: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        classes = target.unique()
+        ctx.save_for_backward(classes, u, v)
+        return (u[classes] @ v.T).sum()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        classes, u, v = ctx.saved_tensors
+        u_y = u[classes]
+        grad_rows = (u_y @ v.T).mul_(g)  # stands for the kernel's row gradient, of the same size
+        grad_u = torch.zeros_like(u).index_add_(0, classes, grad_rows @ v)
+        return None, grad_u, grad_rows.T @ u_y
+
+
+def table_products(k: int, device: torch.device) -> Variant:
+    """The :class:`TableProducts` row for K classes, at the rank LS++/LLS use for K."""
+    rank = DEFAULT_RANK
+    u = (torch.randn(k, rank) / rank**0.5).to(device).requires_grad_()
+    v = (torch.randn(k, rank) / rank**0.5).to(device).requires_grad_()
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        u.grad = v.grad = None
+        return TableProducts.apply(y, u, v)  # the logits are not read: this row is the products alone
+
+    return f"{TABLE_PRODUCTS} {rank}", run
+
+
 def targets(n: int, k: int, kind: str, gen: torch.Generator) -> torch.Tensor:
     """``n`` targets over ``k`` classes: ``uniform``, or ``zipf`` (class i drawn with weight 1/(i+1),
     as token frequencies in text go: a 4096-token batch over 10k classes holds ~1,500 distinct)."""
@@ -160,6 +198,8 @@ def logits_setup(n: int, k: int, dtype: torch.dtype, device: torch.device,
         loss = TokenLoss(method, 0.1, num_classes=k, **options).to(device)
         variants.append((f"ours: {label(method, options)}", loss))
     variants.append((FLOOR, lambda x, y: ReadWriteFloor.apply(x)))
+    if k > FULL_MAX_CLASSES:  # LS++/LLS use a factored table
+        variants.append(table_products(k, device))
     return logits, target, variants
 
 
