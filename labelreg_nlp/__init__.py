@@ -12,8 +12,8 @@ Layers, each a subpackage:
 Each layer imports only those above it in this list (``tests/test_layers.py``).
 
 ``import labelreg_nlp`` needs torch only. The Hugging Face names (``LabelRegTrainer``,
-``LabelRegSeq2SeqTrainer``, ``LabelRegArguments``, ``LabelRegLoss``) are importable from here
-too; transformers is imported on first use.
+``LabelRegSeq2SeqTrainer``, ``LabelRegArguments``, ``LabelRegLoss``) and TRL's
+``LabelRegSFTTrainer`` are importable from here too; transformers and trl are imported on first use.
 """
 
 from typing import Any
@@ -53,6 +53,10 @@ def __getattr__(name: str) -> Any:
         from .integrations import hf
 
         return getattr(hf, name)
+    if name == "LabelRegSFTTrainer":  # needs trl (the sft extra)
+        from .integrations.trl_sft import LabelRegSFTTrainer
+
+        return LabelRegSFTTrainer
     raise AttributeError(f"module 'labelreg_nlp' has no attribute {name!r}")
 
 
@@ -61,6 +65,7 @@ __all__ = [
     "ConstantSchedule",
     "LabelRegArguments",
     "LabelRegLoss",
+    "LabelRegSFTTrainer",
     "LabelRegSeq2SeqTrainer",
     "LabelRegTrainer",
     "LabelSmoothingLoss",

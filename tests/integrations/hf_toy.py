@@ -113,3 +113,23 @@ def training_args(output_dir, seq2seq: bool = False, **overrides) -> TrainingArg
     )
     options.update(overrides)
     return (Seq2SeqTrainingArguments if seq2seq else TrainingArguments)(**options)
+
+
+def llama_lm(vocab: int = VOCAB, seed: int = 0):
+    """A one-layer Llama (SDPA attention, which keeps the sequences of a padding-free row apart)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=PAD,
+                         eos_token_id=1, bos_token_id=None)
+    return LlamaForCausalLM(config)
+
+
+def word_tokenizer():
+    """A tokenizer with only <pad> (0) and <eos> (1): the examples are already token ids."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"<pad>": PAD, "<eos>": 1}, unk_token="<pad>"))
+    return PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", eos_token="<eos>")

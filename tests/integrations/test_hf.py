@@ -400,3 +400,28 @@ def test_bf16_training_step_on_cuda_equals_the_models_own_loss(tmp_path, fused):
         loss_ours = ours.training_step(model, dict(batch))
         loss_peer = peer.training_step(model, dict(batch))
         torch.testing.assert_close(loss_ours.float(), loss_peer.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("method", ["ls", "ols", "lspp"])
+def test_packed_row_without_separators_equals_the_padded_batch(tmp_path, method):
+    """A padding-free row (position_ids, no attention mask) whose label at each sequence's first
+    token is a real token (transformers' DataCollatorWithFlattening with separator_id=7, not -100):
+    the loss never predicts one sequence's first token from the end of another."""
+    from transformers import DataCollatorWithFlattening
+
+    from .hf_toy import llama_lm
+
+    examples = token_examples(4)
+    model = llama_lm()
+    trainer = LabelRegTrainer(model=model, args=training_args(tmp_path), method=method, alpha=0.2)
+    flat = DataCollatorWithFlattening(separator_id=7)([{"input_ids": e["input_ids"]} for e in examples])
+    assert (flat["labels"] != -100).all() and "attention_mask" not in flat
+    packed, _ = _loss_and_grads(trainer, model, flat, None)
+    padded, _ = _loss_and_grads(trainer, model, collate(examples), None)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
+
+
+def test_sliced_logits_are_refused_with_the_shapes():
+    loss = LabelRegLoss(LabelRegArguments(method="ls"), num_classes=5, shift_labels=True)
+    with pytest.raises(ValueError, match=r"logits for \(2, 1\) positions and the labels are \(2, 4\).*logits_to_keep"):
+        loss({"logits": torch.zeros(2, 1, 5)}, torch.zeros(2, 4, dtype=torch.long))

@@ -76,6 +76,11 @@ class LabelRegLoss:
             return self.token_loss.fused(hidden, self._head.weight, labels.to(hidden.device), num_items_in_batch,
                                          bias=self._head.bias())
         logits = _logits_of(outputs)
+        if logits.dim() == labels.dim() + 1 and logits.shape[:-1] != labels.shape:
+            raise ValueError(
+                f"the model returned logits for {tuple(logits.shape[:-1])} positions and the labels are "
+                f"{tuple(labels.shape)}: sliced logits (logits_to_keep) cannot be scored against every label; "
+                "train with logits_to_keep=0")
         self.token_loss.to(logits.device)
         return self.token_loss(logits, labels.to(logits.device), num_items_in_batch)
 

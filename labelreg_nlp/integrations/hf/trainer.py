@@ -12,7 +12,7 @@ import torch
 from transformers import Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
-from .arguments import LabelRegArguments
+from .arguments import IGNORE_INDEX, LabelRegArguments
 from .loss import LabelRegLoss
 from .output_head import is_causal_lm
 
@@ -24,6 +24,32 @@ def _num_classes(model: torch.nn.Module) -> int | None:
         return int(head.weight.shape[0])
     config = getattr(model, "config", None)
     return getattr(config, "num_labels", None)
+
+
+def mask_sequence_starts(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` with ``-100`` labels at the first token of every sequence packed into a row,
+    when the batch is padding-free (``position_ids`` and no ``attention_mask``, as
+    ``DataCollatorWithFlattening`` and TRL's ``padding_free=True`` make it), so that the shift of
+    a causal LM never predicts one sequence's first token from the end of another. The collators
+    of transformers and TRL already put ``-100`` there; other batches are returned unchanged.
+
+    Example:
+        >>> import torch
+        >>> batch = {"input_ids": torch.tensor([[5, 6, 7, 8, 9]]), "position_ids": torch.tensor([[0, 1, 2, 0, 1]]),
+        ...          "labels": torch.tensor([[5, 6, 7, 8, 9]])}
+        >>> mask_sequence_starts(batch)["labels"]
+        tensor([[-100,    6,    7, -100,    9]])
+    """
+    labels, positions = inputs.get("labels"), inputs.get("position_ids")
+    if labels is None or positions is None or inputs.get("attention_mask") is not None:
+        return inputs
+    if positions.shape != labels.shape:
+        raise ValueError(f"position_ids has shape {tuple(positions.shape)}, labels {tuple(labels.shape)}: "
+                         "a packed batch needs one position per label")
+    starts = positions.to(labels.device) == 0
+    if not bool((labels[starts] != IGNORE_INDEX).any()):
+        return inputs
+    return {**inputs, "labels": labels.masked_fill(starts, IGNORE_INDEX)}
 
 
 class LabelRegTrainerMixin:
@@ -78,6 +104,8 @@ class LabelRegTrainerMixin:
                 f"the batch has no 'labels' (it holds {', '.join(map(str, inputs)) or 'nothing'}); a 'label' or "
                 "'label_ids' column becomes 'labels' in the data collator, which cannot keep label names (strings): "
                 "map them to integer ids first (datasets: Dataset.class_encode_column)")
+        if self.labelreg_loss.shift_labels:
+            inputs = mask_sequence_starts(inputs)
         self.labelreg_loss.token_loss.train(model.training)
         fused = (self.labelreg_loss.args.fused_linear and model.training and not return_outputs
                  and torch.is_grad_enabled())
