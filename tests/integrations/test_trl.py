@@ -103,3 +103,16 @@ def test_label_smoothing_factor_and_compute_loss_func_are_refused(tmp_path):
         sft(tmp_path, method="ls", label_smoothing_factor=0.1)
     with pytest.raises(ValueError, match="do not pass compute_loss_func"):
         sft(tmp_path, method="ls", compute_loss_func=lambda *a, **k: 0)
+
+
+def test_peft_lora_through_sft_trainer_fused_equals_logits(tmp_path):
+    """SFTTrainer's own peft_config: LoRA on attention and MLP, lm_head trained whole
+    (modules_to_save; TRL refuses LoRA on lm_head itself); the fused steps use the trained copy."""
+    peft = pytest.importorskip("peft")
+    config = dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], modules_to_save=["lm_head"])
+    _, plain = sft(tmp_path / "plain", method="lls", alpha=0.2, peft_config=peft.LoraConfig(**config))
+    trainer, fused = sft(tmp_path / "fused", method="lls", alpha=0.2, fused_linear=True,
+                         peft_config=peft.LoraConfig(**config))
+    assert trainer.labelreg_loss._fallback_reason is None
+    assert column(fused, "loss") == pytest.approx(column(plain, "loss"), rel=1e-5)
+    assert column(fused, "loss")[0] != column(fused, "loss")[-1]  # the adapters learn

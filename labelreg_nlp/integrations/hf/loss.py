@@ -105,14 +105,14 @@ class LabelRegLoss:
 
         def keep_input(hidden: torch.Tensor) -> torch.Tensor:
             self._hidden = hidden
-            return hidden.new_zeros(()).expand(*hidden.shape[:-1], head.weight.size(0))
+            return hidden.new_zeros(()).expand(*hidden.shape[:-1], head.num_classes)
 
         self._head, self._hidden = head, None
-        head.linear.forward = keep_input  # an instance attribute, before the class's forward
+        head.layer.forward = keep_input  # an instance attribute, before the class's forward
         try:
             yield True
         finally:
-            del head.linear.forward
+            del head.layer.forward
             self._head = self._hidden = None
 
     @property
