@@ -30,8 +30,9 @@ Modules: ``arguments`` (:class:`LabelRegArguments`), ``loss`` (:class:`LabelRegL
 :class:`LabelRegSeq2SeqTrainer`).
 """
 
+from ..distributed import average_gradients_across_processes
 from .arguments import HF_SCHEDULE_UNITS, IGNORE_INDEX, LabelRegArguments
-from .callback import LabelRegCallback, average_gradients_across_processes
+from .callback import LabelRegCallback
 from .loss import STATE_FILE, LabelRegLoss
 from .output_head import LOGIT_POSTPROCESSING, OutputHead, is_causal_lm
 from .trainer import LabelRegSeq2SeqTrainer, LabelRegTrainer, LabelRegTrainerMixin

@@ -6,26 +6,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import torch
 from transformers import TrainerCallback
+
+from ..distributed import average_gradients_across_processes
 
 if TYPE_CHECKING:
     from .loss import LabelRegLoss
-
-
-def average_gradients_across_processes(params: list[torch.nn.Parameter]) -> None:
-    """Average the gradients of ``params`` over the processes of torch.distributed (a parameter
-    without a gradient counts as zero), as DDP does for the model's; no-op in one process."""
-    if not params or not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return
-    world = torch.distributed.get_world_size()
-    if world == 1:
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        torch.distributed.all_reduce(p.grad)  # SUM: gloo has no AVG
-        p.grad.div_(world)
 
 
 class LabelRegCallback(TrainerCallback):
