@@ -35,36 +35,11 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_lm import IGNORE_INDEX, collate, next_token_labels, tiny_llama, token_sequences
 
 from labelreg_nlp import TokenLoss
 from labelreg_nlp.integrations.distributed import average_gradients_across_processes
 from labelreg_nlp.losses.registry import METHODS
-
-IGNORE_INDEX = -100
-
-
-def token_sequences(n: int, vocab: int, seed: int) -> list[torch.Tensor]:
-    """``n`` sequences of 6 to 24 tokens; each token tends to follow from the previous one, so
-    there is something to learn."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        length = int(torch.randint(6, 25, (1,), generator=gen))
-        start = torch.randint(2, vocab, (1,), generator=gen)
-        steps = torch.randint(1, 4, (length,), generator=gen)
-        out.append((start + steps.cumsum(0)) % (vocab - 2) + 2)
-    return out
-
-
-def collate(sequences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids`` (pad 0), ``attention_mask`` and ``labels`` (-100 at padding)."""
-    width = max(len(s) for s in sequences)
-    ids = torch.zeros(len(sequences), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)], mask[i, : len(s)] = s, 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, IGNORE_INDEX)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if accelerator.is_main_process:
             print(f"error: {out} is not empty; pass --overwrite_output_dir to replace it", file=sys.stderr)
         return 2
-    torch.manual_seed(args.seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=args.vocab, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                         max_position_embeddings=64, pad_token_id=0))
+    model = tiny_llama(args.vocab, args.seed)
     token_loss = TokenLoss(args.method, args.alpha, num_classes=args.vocab).to(accelerator.device)
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(token_loss.parameters()), lr=args.lr)
     loader = torch.utils.data.DataLoader(token_sequences(args.sequences, args.vocab, args.seed),
@@ -117,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 with accelerator.no_sync(model) if i < len(group) - 1 else nullcontext():
                     labels = batch.pop("labels")
                     logits = model(**batch).logits
-                    shifted = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
                     token_loss.train()
-                    loss = token_loss(logits, shifted, num_items) * accelerator.num_processes
+                    loss = token_loss(logits, next_token_labels(labels), num_items) * accelerator.num_processes
                     token_loss.eval()
                     accelerator.backward(loss)
             average_gradients_across_processes(token_loss.parameters())
