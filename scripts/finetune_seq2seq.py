@@ -48,6 +48,7 @@ from labelreg_nlp.experiments.hf_scripts import (  # noqa: E402
 )
 from labelreg_nlp.experiments.records import DataError, read_records, select_columns, split_records  # noqa: E402
 from labelreg_nlp.experiments.run_dirs import release_run_dir  # noqa: E402
+from labelreg_nlp.experiments.scratch_tokenizer import scratch_tokenizer  # noqa: E402
 from labelreg_nlp.integrations.hf import LabelRegArguments, LabelRegSeq2SeqTrainer  # noqa: E402
 from labelreg_nlp.metrics import evaluate_confidence  # noqa: E402
 
@@ -109,25 +110,6 @@ def load_pairs(args: ScriptArguments) -> tuple[dict[str, list[dict]], str]:
     return {**splits, "train": rows}, args.train_file
 
 
-def scratch_tokenizer(args: ScriptArguments, texts: list[str], saved: Path) -> PreTrainedTokenizerFast:
-    """The tokenizer a resumed run saved in ``saved``, else a BPE tokenizer trained on ``texts``."""
-    if (saved / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(saved)
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    # BPE: its training is deterministic (the Unigram trainer's is not), so a run and its resume agree
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    special = ["<pad>", "</s>", "<unk>"]
-    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=args.scratch_vocab_size, special_tokens=special))
-    from tokenizers.processors import TemplateProcessing
-
-    tokenizer.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-
-
 def scratch_model(args: ScriptArguments, fast: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
     """A small T5 sized to the tokenizer."""
     config = T5Config(vocab_size=len(fast), d_model=args.scratch_d_model, d_ff=4 * args.scratch_d_model,
@@ -146,7 +128,8 @@ def load_model(script: ScriptArguments, training: Seq2SeqTrainingArguments, trai
     training pairs (saved in the output folder, part of the run)."""
     if script.model_name_or_path == SCRATCH:
         saved = Path(training.output_dir) / "tokenizer"
-        tokenizer = scratch_tokenizer(script, [ex[side] for ex in train_rows for side in ("source", "target")], saved)
+        texts = [ex[side] for ex in train_rows for side in ("source", "target")]
+        tokenizer = scratch_tokenizer(texts, script.scratch_vocab_size, saved)
         tokenizer.save_pretrained(saved)
         return tokenizer, scratch_model(script, tokenizer)
     try:

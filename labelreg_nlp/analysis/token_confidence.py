@@ -67,24 +67,36 @@ def fairseq_token_scores(data_dir: str | Path, checkpoint: str | Path, split: st
     return ScoredPredictions.concat(parts)
 
 
-def hf_token_scores(trainer, dataset, p_grid: Sequence[float] = P_GRID) -> ScoredPredictions:
+def hf_token_scores(trainer, dataset, p_grid: Sequence[float] = P_GRID, *, shift_labels: bool = False,
+                    collator=None) -> ScoredPredictions:
     """Score every labelled position of ``dataset`` with a Hugging Face trainer's model, batched
     and collated as its evaluation is (for seq2seq: the collator shifts the labels into
     ``decoder_input_ids``, so this is teacher forcing).
 
     Args:
-        trainer: a ``transformers.Trainer`` (or Seq2SeqTrainer).
-        dataset: a dataset with ``labels``.
+        trainer: a ``transformers.Trainer`` (or Seq2SeqTrainer, or TRL's SFTTrainer).
+        dataset: a dataset with ``labels`` (or one the collator gives labels).
         p_grid: pNorm orders to score.
+        shift_labels: causal LMs: the logits at t are scored against the label at t + 1.
+        collator: collate the batches with this instead of the trainer's evaluation collator
+            (e.g. a padding one where the trainer packs its training batches).
 
     Returns:
         The scored positions whose label is not -100.
     """
     model = trainer.model.eval()
+    if collator is None:
+        loader = trainer.get_eval_dataloader(dataset)
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=trainer.args.per_device_eval_batch_size,
+                                             collate_fn=collator)
     parts = []
     with torch.no_grad():
-        for batch in trainer.get_eval_dataloader(dataset):
+        for batch in loader:
             batch = trainer._prepare_inputs(batch)
+            labels = batch.pop("labels")
             logits = model(**batch).logits.float()
-            parts.append(ScoredPredictions.from_logits(logits.cpu(), batch["labels"].cpu(), p_grid))
+            if shift_labels:
+                labels = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+            parts.append(ScoredPredictions.from_logits(logits.cpu(), labels.cpu(), p_grid))
     return ScoredPredictions.concat(parts)

@@ -126,7 +126,7 @@ def test_seq2seq_errors_are_one_line(tmp_path):
     assert bad_type.stderr.strip() == f"error: data file not found: {tmp_path / 'pairs.txt'}"
 
 
-@pytest.mark.parametrize("script", ["finetune_text_classification.py", "finetune_seq2seq.py"])
+@pytest.mark.parametrize("script", ["finetune_text_classification.py", "finetune_seq2seq.py", "finetune_causal_lm.py"])
 def test_help_explains_every_option(script):
     result = _run(script, "--help")
     assert result.returncode == 0
@@ -224,3 +224,52 @@ def test_seq2seq_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert a["bleu"] == b["bleu"]
     assert a["token_confidence"]["nll"] == pytest.approx(b["token_confidence"]["nll"], rel=1e-5)
     assert (tmp_path / "straight" / "test.hyp").read_text() == (tmp_path / "cut" / "test.hyp").read_text()
+
+
+def _texts_file(path: Path, n: int = 60) -> Path:
+    """``n`` short texts with a pattern to learn (numbers counting up), as JSONL."""
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight"]
+    rows = [{"body": " ".join(words[(i + j) % 8] for j in range(3 + i % 5))} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _causal(tmp_path: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
+    data = _texts_file(tmp_path / "texts.jsonl") if not (tmp_path / "texts.jsonl").exists() else tmp_path / "texts.jsonl"
+    return _run("finetune_causal_lm.py", "--dataset", str(data), "--text_column", "body", "--scratch_vocab_size", "40",
+                "--scratch_hidden", "16", "--scratch_layers", "1", "--per_device_train_batch_size", "8",
+                "--num_train_epochs", "2", "--logging_steps", "1", "--output_dir", str(tmp_path / out),
+                "--disable_tqdm", "true", *extra)
+
+
+@pytest.mark.parametrize("options", [["--method", "lls", "--lls_rank", "4", "--fused_linear", "--packing"],
+                                     ["--method", "ols", "--lora", "--lora_r", "2"]])
+def test_causal_lm_end_to_end(tmp_path, options):
+    result = _causal(tmp_path, "out", *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["sizes"] == {"test": 6, "validation": 6, "train": 48}
+    assert results["method"] == options[1] and results["lora"] == ("--lora" in options)
+    assert results["packing"] == ("--packing" in options)
+    scored = ScoredPredictions.load(tmp_path / "out" / "predictions" / "test.npz")
+    token = results["test_tokens"]
+    assert token["n"] == len(scored) > 6
+    assert token["aurc"] == pytest.approx(aurc(scored.scores["msp"], scored.correct))
+    assert token["nll"] == pytest.approx(-float(scored.target_log_prob.mean()), rel=1e-5)
+    assert (tmp_path / "out" / "predictions" / "validation.npz").is_file()
+    assert f"| {options[1]} |" in result.stdout
+    evaluated = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "evaluate", str(tmp_path / "out")],
+                               env=ENV, capture_output=True, text=True)
+    assert evaluated.returncode == 0 and f"| msp | {token['aurc']:.4f} |" in evaluated.stdout
+
+
+def test_causal_lm_errors_are_one_line(tmp_path):
+    missing = _causal(tmp_path, "a", "--text_column", "nope")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'texts.jsonl'} has no column 'nope' (columns: body)"
+    unbounded = _causal(tmp_path, "b", "--padding_free")
+    assert unbounded.returncode == 2 and "--padding_free without --packing" in unbounded.stderr.splitlines()[-1]
+    assert not (tmp_path / "b").exists()  # nothing claimed
+    rerun = [_causal(tmp_path, "c", "--max_steps", "1") for _ in range(2)]
+    assert rerun[0].returncode == 0 and rerun[1].returncode == 2
+    assert "already holds a finished run" in rerun[1].stderr.splitlines()[-1]
