@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: every method's loss against the peers' label smoothing, the fused output layer, and
-a Hugging Face causal-LM training step at a 128k vocabulary.
+Hugging Face and TRL causal-LM training steps at a 128k vocabulary.
 
-Three sections (``--sections``), each a table of median step times (forward + backward) and peak
+Four sections (``--sections``), each a table of median step times (forward + backward) and peak
 step memory, with ratios measured in the same run; the variants take turns within every round,
 in an order that rotates, so drift in the machine's speed hits all alike. Peak memory is read in a
 fresh process per table (CUDA's peak allocation, or the resident set on Linux CPUs), never
@@ -24,6 +24,10 @@ estimated.
 3. ``hf``: one training step (``Trainer.compute_loss`` + backward) of a Llama causal LM built from
    a config (``--hf-vocab``, small hidden size, 2 layers) on ``--hf-batch`` x ``--hf-length``
    tokens: the model's own loss, ``LabelRegTrainer`` on the logits and with ``fused_linear``.
+4. ``sft``: the same step through TRL's ``SFTTrainer``: its default loss (TRL's fused LM head),
+   its ``label_smoothing_factor`` (full logits), ``LabelRegSFTTrainer`` on the logits and with
+   ``fused_linear`` (which also runs TRL's gradient-free metric pass, as TRL does for any
+   ``compute_loss_func``).
 
 Example:  python scripts/benchmark_losses.py --sections logits --sizes 4096x10000 --dtypes float32
 """
@@ -47,7 +51,7 @@ from labelreg_nlp.losses.learned import DEFAULT_RANK, FULL_MAX_CLASSES  # noqa: 
 from labelreg_nlp.losses.registry import METHODS  # noqa: E402
 
 MIB = 2**20
-SECTIONS = ("logits", "fused", "hf")
+SECTIONS = ("logits", "fused", "hf", "sft")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOSS_METHODS = [("none", {}), ("ls", {}), ("ls", {"convention": "fairseq"}), ("maxsup", {}), ("ols", {}),
                 ("lspp", {}), ("lls", {})]
@@ -268,6 +272,54 @@ def hf_setup(vocab: int, batch: int, length: int, device: torch.device) -> tuple
     return dummy, dummy, [(name, step(trainer)) for name, trainer in trainers]
 
 
+# ------------------------------------------------------------------------------------------- sft
+def sft_setup(vocab: int, batch: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[Variant]]:
+    """One ``SFTTrainer.compute_loss`` + backward of the hf section's Llama: TRL's default loss (its
+    fused LM head), TRL's ``label_smoothing_factor`` (full logits) and ``LabelRegSFTTrainer``."""
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    from labelreg_nlp import LabelRegSFTTrainer
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=max(length, 64),
+                         tie_word_embeddings=False, pad_token_id=0, eos_token_id=1)
+    model = LlamaForCausalLM(config).to(device).train()
+    words = Tokenizer(models.WordLevel({"<pad>": 0, "<eos>": 1}, unk_token="<pad>"))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", eos_token="<eos>")
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(2, vocab, (batch, length), generator=gen).to(device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    data = Dataset.from_dict({"input_ids": ids[:1].tolist()})
+
+    def config_(**extra):
+        return SFTConfig(output_dir=tempfile.mkdtemp(prefix="labelreg-bench-"), report_to=[], disable_tqdm=True,
+                         use_cpu=device.type == "cpu", bf16=False, **extra)
+
+    common = dict(model=model, train_dataset=data, processing_class=tokenizer)
+    trainers = [("TRL SFTTrainer, default loss", SFTTrainer(args=config_(), **common)),
+                ("TRL SFTTrainer, label_smoothing_factor=0.1",
+                 SFTTrainer(args=config_(label_smoothing_factor=0.1), **common)),
+                ("LabelRegSFTTrainer ls, logits", LabelRegSFTTrainer(args=config_(), method="ls", **common))]
+    trainers += [(f"LabelRegSFTTrainer {m}, fused_linear",
+                  LabelRegSFTTrainer(args=config_(), method=m, fused_linear=True, **common)) for m in ("ls", "lls")]
+    num_items = torch.tensor(batch * (length - 1), device=device)
+
+    def step(trainer):
+        def run(_x, _y):
+            model.zero_grad(set_to_none=True)
+            return trainer.compute_loss(model, dict(inputs), num_items_in_batch=num_items)
+        return run
+
+    dummy = torch.zeros(1, device=device)
+    return dummy, dummy, [(name, step(trainer)) for name, trainer in trainers]
+
+
 # ------------------------------------------------------------------------------------------ main
 def tables(args: argparse.Namespace) -> list[tuple[str, str, Callable[[], tuple]]]:
     """(section, title, setup) of every table the arguments ask for, in order."""
@@ -288,13 +340,17 @@ def tables(args: argparse.Namespace) -> list[tuple[str, str, Callable[[], tuple]
         out.append(("hf", f"Llama causal LM step, vocabulary {args.hf_vocab}, {args.hf_batch} x {args.hf_length} "
                           "tokens, hidden 64, 2 layers, float32",
                     lambda: hf_setup(args.hf_vocab, args.hf_batch, args.hf_length, device)))
+    if "sft" in args.sections:
+        out.append(("sft", f"TRL SFTTrainer step, Llama causal LM, vocabulary {args.hf_vocab}, {args.hf_batch} x "
+                           f"{args.hf_length} tokens, hidden 64, 2 layers, float32",
+                    lambda: sft_setup(args.hf_vocab, args.hf_batch, args.hf_length, device)))
     return out
 
 
 def ratio_bases(section: str, names: list[str]) -> tuple[list[str], list[list[int]]]:
     """Column titles and, per row, the rows its time and memory are divided by: the first row (the
     peer: torch, or the model's own loss); in the fused table also the same method on the logits."""
-    first = {"logits": "torch", "fused": "torch", "hf": "model's own loss"}[section]
+    first = {"logits": "torch", "fused": "torch", "hf": "model's own loss", "sft": "TRL's default loss"}[section]
     if section == "logits":  # also against our LS, and LS against the floor
         ls, floor = names.index("ours: ls"), names.index(FLOOR)
         return [f"vs {first}", "vs ours: ls", "vs floor"], [[0, ls, floor] for _ in names]
@@ -325,9 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-methods", nargs="+", choices=list(METHODS), default=["ls", "maxsup", "ols", "lspp", "lls"],
                    help="fused section: methods (default ls maxsup ols lspp lls)")
     p.add_argument("--hidden", type=int, default=128, help="fused section: hidden size d (default 128)")
-    p.add_argument("--hf-vocab", type=int, default=128000, help="hf section: vocabulary (default 128000)")
-    p.add_argument("--hf-batch", type=int, default=2, help="hf section: sequences per step (default 2)")
-    p.add_argument("--hf-length", type=int, default=512, help="hf section: tokens per sequence (default 512)")
+    p.add_argument("--hf-vocab", type=int, default=128000, help="hf and sft sections: vocabulary (default 128000)")
+    p.add_argument("--hf-batch", type=int, default=2, help="hf and sft sections: sequences per step (default 2)")
+    p.add_argument("--hf-length", type=int, default=512, help="hf and sft sections: tokens per sequence (default 512)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds; the median is reported (default 5)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda if available)")

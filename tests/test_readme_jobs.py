@@ -27,6 +27,9 @@ SHORT = {
     "finetune_seq2seq.py": "--max_train_samples 48 --max_eval_samples 8 --scratch_d_model 32 --scratch_layers 1 "
                            "--scratch_vocab_size 100 --num_beams 1 --max_target_length 16 "
                            "--per_device_train_batch_size 16 --disable_tqdm true",
+    "finetune_causal_lm.py": "--max_steps 2 --max_train_samples 64 --max_eval_samples 8 --scratch_hidden 16 "
+                             "--scratch_layers 1 --scratch_vocab_size 100 --per_device_train_batch_size 8 "
+                             "--disable_tqdm true",
     "train_image_classifier.py": "--epochs 1 --width 8 --no-progress --probe-examples 200 --plot-classes 0",
 }
 
@@ -70,4 +73,4 @@ def test_readme_job_runs_and_its_output_evaluates(tmp_path, job, command, evalua
 
 def test_the_table_has_every_job():
     names = [j[0] for j in jobs()]
-    assert len(names) == 5 and all(j[2].startswith("labelreg-nlp evaluate") for j in jobs())
+    assert len(names) == 6 and all(j[2].startswith("labelreg-nlp evaluate") for j in jobs())

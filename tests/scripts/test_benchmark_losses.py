@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark_losses.py"
@@ -35,11 +32,10 @@ def test_table_products_give_the_gradients_of_the_factored_rows():
     torch.testing.assert_close(got[1], v.grad)
 
 
-@pytest.mark.slow  # a subprocess per table (about 15 s)
-def test_logits_table_has_both_floors_where_the_table_is_factored():
-    out = subprocess.run([sys.executable, str(SCRIPT), "--sections", "logits", "--sizes", "64x3000", "64x100",
-                          "--dtypes", "float32", "--repeats", "1"], capture_output=True, text=True, check=True).stdout
-    factored, full = out.split("### loss over logits")[1:]
-    assert "| floor: read the logits, write their gradient |" in factored
-    assert "| floor of LS++/LLS: their table's products alone, rank 64 |" in factored
-    assert "floor of LS++/LLS" not in full and "| ours: lspp |" in full
+def test_the_products_floor_is_a_row_only_where_the_table_is_factored():
+    bench = load_script()
+    names = {k: [name for name, _ in bench.logits_setup(8, k, torch.float32, torch.device("cpu"))[2]]
+             for k in (100, 3000)}
+    assert bench.FLOOR in names[100] and bench.FLOOR in names[3000]
+    assert not any(n.startswith(bench.TABLE_PRODUCTS) for n in names[100])
+    assert f"{bench.TABLE_PRODUCTS} 64" in names[3000]
