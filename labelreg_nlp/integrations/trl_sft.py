@@ -8,12 +8,19 @@ checkpoint (``labelreg_state.pt``) and read back on resume, LS++/LLS tables get 
 optimizer group. Padding-free batches (``padding_free=True``) are scored sequence by sequence
 (:func:`~labelreg_nlp.integrations.hf.trainer.mask_sequence_starts`).
 
-TRL's logged ``entropy`` and ``mean_token_accuracy`` stay TRL's own: with a ``compute_loss_func``,
-``SFTTrainer`` measures them in a second, gradient-free pass through its fused LM head.
+TRL logs ``entropy`` and ``mean_token_accuracy`` (and ``num_tokens``) at every step. With a
+``compute_loss_func`` its ``SFTTrainer`` measures them by running the model a second time, without
+gradients, through its own fused LM head; this trainer measures them from the loss's own pass
+instead (:func:`~labelreg_nlp.losses.token_metrics.token_metrics` over the logits, or the chunked
+:func:`~labelreg_nlp.losses.token_metrics.fused_token_metrics` over the hidden states with
+``fused_linear``): the same numbers (tested), without the second forward of the model.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from transformers import Trainer
 from trl import SFTTrainer
 
 from .hf.trainer import LabelRegTrainerMixin
@@ -46,3 +53,37 @@ class LabelRegSFTTrainer(LabelRegTrainerMixin, SFTTrainer):
         >>> trainer.labelreg_loss.method
         'lls'
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.labelreg_loss.track_metrics = True
+
+    def base_compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """``transformers.Trainer.compute_loss`` (the loss, scaled for ``average_tokens_across_devices``
+        as TRL scales it), then TRL's logged metrics from the loss's own pass."""
+        mode = "train" if self.model.training else "eval"
+        inputs["use_cache"] = False  # as SFTTrainer: no cache in training forwards
+        result = Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                      num_items_in_batch=num_items_in_batch)
+        self.record_trl_metrics(mode, inputs)
+        return result
+
+    def record_trl_metrics(self, mode: str, inputs: dict[str, Any]) -> None:
+        """What ``SFTTrainer.compute_loss`` appends to ``self._metrics[mode]``: the mean entropy and
+        top-1 accuracy over every process's counted tokens, and (training) the running count of
+        input tokens."""
+        metrics = self.labelreg_loss.metrics
+        if metrics is None:
+            return
+        gather = self.accelerator.gather_for_metrics
+        count = gather(metrics.count).sum()
+        entropy, correct = gather(metrics.entropy.float()).sum(), gather(metrics.correct).sum()
+        self._metrics[mode]["entropy"].append((entropy / count).item() if count > 0 else 0.0)
+        self._metrics[mode]["mean_token_accuracy"].append((correct / count).item() if count > 0 else 0.0)
+        if mode == "train":
+            if "attention_mask" in inputs:
+                local = inputs["attention_mask"].sum()
+            else:  # padding-free: one row of packed tokens
+                local = inputs["input_ids"].new_tensor(inputs["position_ids"].size(1))
+            self._total_train_tokens += gather(local).sum().item() // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ...losses.token_metrics import TokenMetrics, fused_token_metrics, token_metrics
 from ...metrics.prediction_files import read_torch_file
 from ..state_file import STATE_FILE
 from .arguments import IGNORE_INDEX, LabelRegArguments
@@ -63,6 +64,10 @@ class LabelRegLoss:
         self._head: OutputHead | None = None  # inside capture_output_layer()
         self._hidden: torch.Tensor | None = None  # what the head was given in this forward
         self._fallback_reason: str | None = None
+        #: set to compute :attr:`metrics` at every call (entropy and top-1 hits, no gradient)
+        self.track_metrics = False
+        #: the last call's :class:`~labelreg_nlp.losses.token_metrics.TokenMetrics`, when tracked
+        self.metrics: TokenMetrics | None = None
 
     def __call__(self, outputs: Any, labels: torch.Tensor | None, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
         if labels is None:
@@ -73,8 +78,10 @@ class LabelRegLoss:
         if self._hidden is not None:  # the forward ran under capture_output_layer(): no logits were made
             hidden, self._hidden = self._hidden, None
             self.token_loss.to(hidden.device)
-            return self.token_loss.fused(hidden, self._head.weight, labels.to(hidden.device), num_items_in_batch,
-                                         bias=self._head.bias())
+            weight, bias, labels = self._head.weight, self._head.bias(), labels.to(hidden.device)
+            if self.track_metrics:
+                self.metrics = fused_token_metrics(hidden, weight, labels, bias=bias, ignore_index=IGNORE_INDEX)
+            return self.token_loss.fused(hidden, weight, labels, num_items_in_batch, bias=bias)
         logits = _logits_of(outputs)
         if logits.dim() == labels.dim() + 1 and logits.shape[:-1] != labels.shape:
             raise ValueError(
@@ -82,7 +89,10 @@ class LabelRegLoss:
                 f"{tuple(labels.shape)}: sliced logits (logits_to_keep) cannot be scored against every label; "
                 "train with logits_to_keep=0")
         self.token_loss.to(logits.device)
-        return self.token_loss(logits, labels.to(logits.device), num_items_in_batch)
+        labels = labels.to(logits.device)
+        if self.track_metrics:
+            self.metrics = token_metrics(logits, labels, ignore_index=IGNORE_INDEX)
+        return self.token_loss(logits, labels, num_items_in_batch)
 
     @contextmanager
     def capture_output_layer(self, model: torch.nn.Module) -> Iterator[bool]:

@@ -110,11 +110,15 @@ class LabelRegTrainerMixin:
         fused = (self.labelreg_loss.args.fused_linear and model.training and not return_outputs
                  and torch.is_grad_enabled())
         with self.labelreg_loss.capture_output_layer(model) if fused else nullcontext():
-            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                          num_items_in_batch=num_items_in_batch)
+            result = self.base_compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
         # normalized by the whole accumulated batch, or by this micro-batch only
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         return result
+
+    def base_compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The base trainer's ``compute_loss`` (with :class:`LabelRegLoss` as its ``compute_loss_func``)."""
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         """The base optimizer plus, for methods with learnable parameters (LS++, LLS), one more
