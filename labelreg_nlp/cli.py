@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     nb.add_argument("--top", type=int, default=5, help="neighbours per class (default: 5)")
     nb.add_argument("--heatmap", metavar="PNG", help="also draw the learned distributions among the shown classes")
     _add_evaluate(sub)
+    _add_compare(sub)
     for name in FAIRSEQ_COMMANDS:
         sub.add_parser(name, help=f"run {name} with --user-dir set (every argument passed through)")
     args = parser.parse_args(argv)
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return _neighbours(parser, args)
     if args.command == "evaluate":
         return _evaluate(parser, args)
+    if args.command == "compare":
+        return _compare(parser, args)
     if args.command == "methods":
         from .losses.registry import methods_table
 
@@ -126,6 +129,57 @@ def _evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report_runs(runs, args.plots, args.json, args.bins))
+    return 0
+
+
+def _add_compare(sub) -> None:
+    cp = sub.add_parser(
+        "compare", help="is a method better than the baseline? paired differences with intervals and verdicts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="For each method and metric (accuracy, NLL, ECE, AURC, E-AURC with the MSP as confidence; "
+        "BLEU and chrF from saved hypotheses, resampled by sentence as sacrebleu's paired bootstrap does), the "
+        "difference to the baseline (the first side) averaged over seeds, with a 95% interval from a paired "
+        "bootstrap over the test examples and, with two or more seeds, a paired-by-seed t interval. A row is "
+        "'better' or 'worse' when the bootstrap test rejects no difference after Holm-Bonferroni over all rows "
+        "and the seed interval (if any) excludes 0.",
+        epilog="A side is NAME=RUN[,RUN...]: its seed runs, each a folder or file as 'labelreg-nlp evaluate' reads "
+        "it. Runs are paired with the baseline's by the seed in their results.json where every run records one, "
+        "else by position. Every run must be scored on the same test examples in the same order.\n\n"
+        "Example:\n  labelreg-nlp compare ls=runs/tc/ls-seed0,runs/tc/ls-seed1 "
+        "maxsup=runs/tc/maxsup-seed0,runs/tc/maxsup-seed1 --plots figures/")
+    cp.add_argument("sides", nargs="+", metavar="NAME=RUN[,RUN...]", help="the baseline first, then the methods")
+    cp.add_argument("--split", default="test", help="the split compared (default: test)")
+    cp.add_argument("--metrics", default=None,
+                    help="comma-separated, of accuracy,nll,ece,aurc,eaurc,bleu,chrf (default: the first five, plus "
+                    "bleu and chrf where every run saved SPLIT.hyp and SPLIT.ref)")
+    cp.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    cp.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default: 0.95)")
+    cp.add_argument("--seed", type=int, default=0, help="seed of the resampling (default: 0)")
+    cp.add_argument("--bins", type=int, default=15, help="ECE bins (default: 15)")
+    cp.add_argument("--plots", metavar="DIR", help="write one diff_METRIC.png per metric")
+    cp.add_argument("--json", metavar="FILE", help="write every row as JSON")
+
+
+def _compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .analysis.comparison_runs import compare_sides, report_comparison
+
+    if args.samples < 1:
+        parser.error(f"--samples must be >= 1, got {args.samples}")
+    if not 0 < args.level < 1:
+        parser.error(f"--level must be in (0, 1), got {args.level}")
+    if args.bins < 1:
+        parser.error(f"--bins must be >= 1, got {args.bins}")
+    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    inputs = [Path(p) for side in args.sides for p in side.partition("=")[2].split(",") if p]
+    if args.json and _reads(Path(args.json), inputs):
+        parser.error(f"--json {args.json} is one of the prediction files read: it would be overwritten")
+    try:
+        baseline, rows = compare_sides(args.sides, split=args.split, metrics=metrics, samples=args.samples,
+                                       level=args.level, seed=args.seed, num_bins=args.bins)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report_comparison(baseline, rows, args.level, args.samples, args.plots, args.json))
     return 0
 
 

@@ -221,6 +221,7 @@ def run(script: ScriptArguments, labelreg: LabelRegArguments, training: Seq2SeqT
     if script.save_predictions:
         results["token_confidence"] = token_confidence(trainer, test_data, validation, out_dir)
     (out_dir / "test.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    (out_dir / "test.ref").write_text("\n".join(references) + "\n", encoding="utf-8")  # for labelreg-nlp compare
     path = Path(script.results_file or out_dir / "results.json")
     write_results(path, results)
     finish(out_dir)

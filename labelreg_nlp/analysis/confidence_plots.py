@@ -121,3 +121,30 @@ def plot_confidence_histogram(runs: dict[str, ScoredPredictions], path: str | Pa
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def plot_differences(rows: list, baseline: str, path: str | Path) -> Path:
+    """One metric's differences to the baseline, a row per method: the difference, its interval
+    over test examples (thick) and over seeds (thin, where there are two or more), and 0.
+
+    Args:
+        rows: :class:`~labelreg_nlp.metrics.paired_comparison.Difference` rows of one metric.
+        baseline: the baseline's name, for the axis label.
+        path: PNG to write.
+
+    Returns:
+        The path written.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 0.6 * len(rows) + 1.2))
+    for y, row in enumerate(rows):
+        ax.plot([row.low, row.high], [y, y], linewidth=4, color="tab:blue", solid_capstyle="butt")
+        if row.seed_low is not None:
+            ax.plot([row.seed_low, row.seed_high], [y + 0.2, y + 0.2], linewidth=1.2, color="tab:orange")
+        ax.plot([row.difference], [y], "ko", markersize=4)
+    ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(rows)), [f"{r.method} ({r.verdict})" for r in rows], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    metric = rows[0].metric if rows else ""
+    ax.set_xlabel(f"{metric}: method - {baseline} (blue: test examples, orange: seeds)")
+    return _save(fig, path)

@@ -1,0 +1,253 @@
+"""Is a method better than the baseline on these test examples? Paired comparisons with intervals.
+
+For each metric, the difference ``method - baseline`` of the metric averaged over each side's
+seeds, with two intervals:
+
+* **paired bootstrap over test examples**: the test examples are resampled with replacement
+  (the same draw for every run, so the runs stay paired), the metric recomputed on each draw
+  for every run and averaged over each side's seeds; the interval is the percentile interval of
+  the resampled differences and the p-value twice the smaller tail of them on either side of 0.
+  It measures how much the difference depends on which test examples were drawn.
+* **paired by seed** (two or more seeds on each side): the mean of the per-seed differences
+  (seeds matched) with a Student-t interval over the seeds. It measures how much it depends on
+  the training run.
+
+A row's verdict is *better* or *worse* when the bootstrap test rejects "no difference" after the
+Holm-Bonferroni correction over every (metric, method) row of the comparison and, with two or
+more seeds, the seed interval excludes 0 too; otherwise *no detectable difference*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from .calibration import expected_calibration_error
+from .scored import ScoredPredictions
+from .selective import aurc, oracle_aurc
+
+#: metrics computed from saved predictions (the MSP as confidence)
+SCORE_METRICS = ("accuracy", "nll", "ece", "aurc", "eaurc")
+#: metric -> +1 when higher is better, -1 when lower is (BLEU and chrF come from saved hypotheses)
+DIRECTIONS = {"accuracy": 1, "nll": -1, "ece": -1, "aurc": -1, "eaurc": -1, "bleu": 1, "chrf": 1}
+
+# two-sided 95% Student-t quantiles for 1..30 degrees of freedom (the normal's 1.960 beyond)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def metric_value(run: ScoredPredictions, metric: str, index: Tensor | None = None, num_bins: int = 15) -> float:
+    """``metric`` of ``run`` (restricted to the examples ``index``, repeats allowed), with the MSP
+    as the confidence of ECE, AURC and E-AURC.
+
+    Example:
+        >>> import torch
+        >>> run = ScoredPredictions(torch.tensor([0, 1]), torch.tensor([0, 0]), torch.log(torch.tensor([0.9, 0.4])),
+        ...                         {"msp": torch.tensor([0.9, 0.6])}, torch.zeros(0, 2))
+        >>> metric_value(run, "accuracy"), round(metric_value(run, "nll"), 4)
+        (0.5, 0.5108)
+    """
+    correct, confidence, log_p = run.correct, run.scores["msp"], run.target_log_prob
+    if index is not None:
+        correct, confidence, log_p = correct[index], confidence[index], log_p[index]
+    if metric == "accuracy":
+        return float(correct.double().mean())
+    if metric == "nll":
+        return float(-log_p.double().mean())
+    if metric == "ece":
+        return expected_calibration_error(confidence, correct, num_bins)
+    if metric == "aurc":
+        return aurc(confidence, correct)
+    if metric == "eaurc":
+        return aurc(confidence, correct) - oracle_aurc(correct)
+    raise ValueError(f"metric must be one of {SCORE_METRICS}, got {metric!r}")
+
+
+def _vectorized(metric: str) -> Callable[[ScoredPredictions, Tensor], Tensor] | None:
+    """The metric over every row of an index matrix [B, n] at once, where that is a mean."""
+    if metric == "accuracy":
+        return lambda run, index: run.correct[index].double().mean(1)
+    if metric == "nll":
+        return lambda run, index: -run.target_log_prob[index].double().mean(1)
+    return None
+
+
+def seed_interval(per_seed: Sequence[float]) -> tuple[float | None, float | None]:
+    """The 95% Student-t interval of the mean of paired per-seed differences; ``(None, None)``
+    with fewer than two seeds.
+
+    Example:
+        >>> low, high = seed_interval([0.010, 0.020, 0.015])
+        >>> round(low, 4), round(high, 4)  # 0.015 -+ 4.303 * 0.005 / sqrt(3)
+        (0.0026, 0.0274)
+    """
+    if len(per_seed) < 2:
+        return None, None
+    mean = sum(per_seed) / len(per_seed)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in per_seed) / (len(per_seed) - 1))
+    df = len(per_seed) - 1
+    half = (_T975[df - 1] if df <= len(_T975) else 1.960) * sd / math.sqrt(len(per_seed))
+    return mean - half, mean + half
+
+
+@dataclass
+class Difference:
+    """One row of a comparison: ``method - baseline`` for one metric."""
+
+    metric: str
+    method: str
+    baseline_value: float  # the metric averaged over the baseline's seeds, whole test set
+    method_value: float
+    difference: float
+    low: float  # bootstrap interval over test examples
+    high: float
+    p_value: float  # bootstrap, two-sided, before correction
+    adjusted_p: float  # Holm-Bonferroni over the comparison's rows
+    seeds: int  # seed pairs the seed interval rests on
+    seed_low: float | None  # paired-by-seed t interval (None with one seed)
+    seed_high: float | None
+    verdict: str  # "better", "worse" or "no detectable difference"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_paired(runs: Sequence[ScoredPredictions], names: Sequence[str]) -> int:
+    n = len(runs[0])
+    for run, name in zip(runs, names):
+        if len(run) != n or not torch.equal(run.labels, runs[0].labels):
+            raise ValueError(f"{name} was not scored on the same test examples as {names[0]} "
+                             f"({len(run)} vs {n} labels, or other labels): a paired comparison needs the same examples "
+                             "in the same order")
+    if n == 0:
+        raise ValueError("the runs hold no test examples")
+    return n
+
+
+def _canonical_order(runs: Sequence[ScoredPredictions]) -> Tensor:
+    """The examples sorted by what every run says of them (label, then each run's log-probability,
+    confidence and prediction): resampling positions of this order draws the same examples
+    whatever order the files list them in."""
+    keys = [runs[0].labels]
+    for run in runs:
+        keys += [run.target_log_prob, run.scores["msp"], run.predictions]
+    order = torch.arange(runs[0].labels.numel())
+    for key in reversed(keys):  # a stable sort per key, last key first: lexicographic order
+        order = order[torch.sort(key[order], stable=True).indices]
+    return order
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (reject where ``adjusted <= alpha``).
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = round(running, 12)
+    return adjusted
+
+
+def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Sequence[ScoredPredictions]], *,
+                 metrics: Sequence[str] = SCORE_METRICS, samples: int = 1000, level: float = 0.95,
+                 seed: int = 0, num_bins: int = 15) -> list[Difference]:
+    """Every method against the baseline on every metric (see the module docstring).
+
+    Args:
+        baseline: the baseline's runs, one per seed, in seed order.
+        methods: name -> its runs, matched to ``baseline`` by position (the same seeds).
+        metrics: names of :data:`SCORE_METRICS`.
+        samples: bootstrap resamples of the test examples.
+        level: the intervals' confidence level; rows are tested at ``1 - level``.
+        seed: the resampling's random seed (the same resamples for every run).
+        num_bins: ECE bins.
+
+    Returns:
+        One :class:`Difference` per (method, metric), methods in the given order.
+
+    Example:
+        >>> import torch
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> def run(p_correct):
+        ...     labels = torch.zeros(400, dtype=torch.long)
+        ...     hit = torch.rand(400, generator=gen) < p_correct
+        ...     msp = torch.rand(400, generator=gen)
+        ...     return ScoredPredictions(labels, (~hit).long(), torch.log(msp), {"msp": msp}, torch.zeros(0, 400))
+        >>> rows = compare_runs([run(0.5)], {"better": [run(0.8)]}, metrics=["accuracy"], samples=200)
+        >>> rows[0].verdict, rows[0].low > 0
+        ('better', True)
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    for metric in metrics:
+        if metric not in SCORE_METRICS:
+            raise ValueError(f"metric must be one of {SCORE_METRICS}, got {metric!r}")
+    for name, runs in methods.items():
+        if len(runs) != len(baseline):
+            raise ValueError(f"{name} has {len(runs)} seed(s), the baseline {len(baseline)}: pair them one to one")
+    everything = [*baseline, *(r for runs in methods.values() for r in runs)]
+    n = _check_paired(everything, ["the baseline"] * len(baseline) + [n for n, rs in methods.items() for _ in rs])
+    draws = torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed))
+    index = _canonical_order(everything)[draws]
+
+    def resampled(runs: Sequence[ScoredPredictions], metric: str) -> Tensor:
+        """[samples] the metric averaged over the runs, on every resample."""
+        fast = _vectorized(metric)
+        if fast is not None:
+            return torch.stack([fast(run, index) for run in runs]).mean(0)
+        return torch.tensor([[metric_value(run, metric, row, num_bins) for row in index] for run in runs],
+                            dtype=torch.float64).mean(0)
+
+    tail = (1 - level) / 2
+    rows = []
+    for metric in metrics:
+        base_whole = [metric_value(run, metric, None, num_bins) for run in baseline]
+        base_samples = resampled(baseline, metric)
+        for name, runs in methods.items():
+            whole = [metric_value(run, metric, None, num_bins) for run in runs]
+            deltas = resampled(runs, metric) - base_samples
+            low, high = torch.quantile(deltas, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+            below, above = float((deltas <= 0).double().mean()), float((deltas >= 0).double().mean())
+            per_seed = [a - b for a, b in zip(whole, base_whole)]
+            seed_low, seed_high = seed_interval(per_seed)
+            rows.append(Difference(metric, name, sum(base_whole) / len(base_whole), sum(whole) / len(whole),
+                                   sum(whole) / len(whole) - sum(base_whole) / len(base_whole), low, high,
+                                   min(1.0, 2 * min(below, above)), 1.0, len(per_seed), seed_low, seed_high, ""))
+    return decide(rows, level)
+
+
+def decide(rows: list[Difference], level: float = 0.95) -> list[Difference]:
+    """Set every row's Holm-adjusted p-value (over all ``rows``) and verdict, in place: *better* or
+    *worse* (by the metric's direction) where the adjusted p is at most ``1 - level`` and the seed
+    interval, if any, excludes 0; else *no detectable difference*. Returns ``rows``."""
+    for row, adjusted in zip(rows, holm([r.p_value for r in rows])):
+        row.adjusted_p = adjusted
+        seeds_agree = row.seed_low is None or row.seed_low > 0 or row.seed_high < 0
+        if adjusted <= 1 - level and seeds_agree and row.difference != 0:
+            row.verdict = "better" if row.difference * DIRECTIONS[row.metric] > 0 else "worse"
+        else:
+            row.verdict = "no detectable difference"
+    return rows
+
+
+def format_comparison(rows: Sequence[Difference], baseline: str, level: float = 0.95) -> str:
+    """The rows as a markdown table."""
+    pct = f"{100 * level:g}%"
+    lines = [f"| metric | method | {baseline} | method | difference | {pct} CI (test examples) | Holm p "
+             f"| {pct} CI (seeds) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        seeds = "-" if r.seed_low is None else f"[{r.seed_low:+.4f}, {r.seed_high:+.4f}] ({r.seeds} seeds)"
+        lines.append(f"| {r.metric} | {r.method} | {r.baseline_value:.4f} | {r.method_value:.4f} | {r.difference:+.4f} "
+                     f"| [{r.low:+.4f}, {r.high:+.4f}] | {r.adjusted_p:.3g} | {seeds} | {r.verdict} |")
+    return "\n".join(lines)
