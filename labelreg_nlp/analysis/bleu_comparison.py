@@ -27,18 +27,18 @@ def sacrebleu_seed() -> int | None:
     return None if seed.lower() == "none" else int(seed)
 
 
-def _metric(name: str):
+def _metric(name: str, references: Sequence[str]):
+    """sacrebleu's metric with the references cached once (their n-grams are read for every system)."""
     from sacrebleu.metrics import BLEU, CHRF
 
-    return {"bleu": BLEU, "chrf": CHRF}[name]()
+    return {"bleu": BLEU, "chrf": CHRF}[name](references=[list(references)])
 
 
-def _corpus_scores(metric, systems: Sequence[Sequence[str]], references: Sequence[str],
-                   idxs: np.ndarray) -> tuple[list[float], np.ndarray]:
+def _corpus_scores(metric, systems: Sequence[Sequence[str]], idxs: np.ndarray) -> tuple[list[float], np.ndarray]:
     """Each system's whole-corpus score, and the systems' mean score on every resample ``idxs``."""
     whole, resampled = [], []
     for hyps in systems:
-        sentence_stats = metric._extract_corpus_statistics(list(hyps), [list(references)])
+        sentence_stats = metric._extract_corpus_statistics(list(hyps), None)  # the cached references
         whole.append(metric._aggregate_and_compute(sentence_stats).score)  # exact counts, as sacrebleu's score
         stats = np.array(sentence_stats, dtype="float32")  # as sacrebleu resamples them
         resampled.append([metric._compute_score_from_stats(s.sum(0)).score for s in stats[idxs]])
@@ -75,10 +75,10 @@ def bleu_differences(baseline: Sequence[Sequence[str]], methods: dict[str, Seque
     for name in metrics:
         if name not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {name!r}")
-        metric = _metric(name)
-        base_whole, base_samples = _corpus_scores(metric, baseline, references, idxs)
+        metric = _metric(name, references)
+        base_whole, base_samples = _corpus_scores(metric, baseline, idxs)
         for method, systems in methods.items():
-            whole, method_samples = _corpus_scores(metric, systems, references, idxs)
+            whole, method_samples = _corpus_scores(metric, systems, idxs)
             difference = float(np.mean(whole) - np.mean(base_whole))
             deltas = method_samples - base_samples
             low, high = np.quantile(deltas, [tail, 1 - tail]).tolist()

@@ -67,13 +67,53 @@ def metric_value(run: ScoredPredictions, metric: str, index: Tensor | None = Non
     raise ValueError(f"metric must be one of {SCORE_METRICS}, got {metric!r}")
 
 
-def _vectorized(metric: str) -> Callable[[ScoredPredictions, Tensor], Tensor] | None:
-    """The metric over every row of an index matrix [B, n] at once, where that is a mean."""
+def _resampled_ece(run: ScoredPredictions, index: Tensor, num_bins: int) -> Tensor:
+    """[B] the ECE of every row of ``index`` [B, n], with the bins of
+    :func:`~labelreg_nlp.metrics.calibration.reliability_bins`: ``sum_bins |hits - confidence sum| / n``."""
+    confidence = run.scores["msp"].double()
+    edges = torch.linspace(0, 1, num_bins + 1, dtype=torch.float64)
+    bins = torch.bucketize(confidence, edges, right=True) - 1  # per example, then gathered
+    rows = torch.arange(index.size(0)).unsqueeze(1) * (num_bins + 1)
+    flat = (rows + bins[index]).reshape(-1)
+    size = index.size(0) * (num_bins + 1)
+    gap = torch.zeros(size, dtype=torch.float64).index_add_(0, flat, (run.correct.double() - confidence)[index].reshape(-1))
+    return gap.view(index.size(0), -1).abs().sum(1) / index.size(1)
+
+
+def _resampled_aurc(run: ScoredPredictions, index: Tensor, excess: bool = False) -> Tensor:
+    """[B] the AURC (or E-AURC) of every row of ``index`` [B, n]: the mean over coverages of the
+    expected selective risk, ties in random order (:func:`~labelreg_nlp.metrics.selective.selective_risks`)."""
+    b, n = index.shape
+    confidence, order = torch.sort(run.scores["msp"].double()[index], dim=1, descending=True)
+    errors = (~run.correct)[index].gather(1, order).double()
+    j = torch.arange(n).expand(b, n)
+    first = torch.ones(b, n, dtype=torch.bool)
+    first[:, 1:] = confidence[:, 1:] != confidence[:, :-1]
+    last = torch.ones(b, n, dtype=torch.bool)
+    last[:, :-1] = first[:, 1:]
+    start = torch.cummax(torch.where(first, j, torch.zeros_like(j)), dim=1).values
+    end = torch.flip(torch.cummin(torch.flip(torch.where(last, j + 1, torch.full_like(j, n)), [1]), dim=1).values, [1])
+    cumulative = errors.cumsum(1)
+    before = (cumulative - errors).gather(1, start)  # errors ranked above the position's tie group
+    in_group = cumulative.gather(1, end - 1) - before
+    expected = before + (j - start + 1) * in_group / (end - start)
+    risk = (expected / (j + 1)).mean(1)
+    if not excess:
+        return risk
+    hits = n - errors.sum(1, keepdim=True)
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return risk - ((i - hits).clamp_min(0) / i).mean(1)
+
+
+def _vectorized(metric: str, num_bins: int) -> Callable[[ScoredPredictions, Tensor], Tensor]:
+    """The metric over every row of an index matrix [B, n] at once."""
     if metric == "accuracy":
         return lambda run, index: run.correct[index].double().mean(1)
     if metric == "nll":
         return lambda run, index: -run.target_log_prob[index].double().mean(1)
-    return None
+    if metric == "ece":
+        return lambda run, index: _resampled_ece(run, index, num_bins)
+    return lambda run, index: _resampled_aurc(run, index, excess=metric == "eaurc")
 
 
 def seed_interval(per_seed: Sequence[float]) -> tuple[float | None, float | None]:
@@ -201,13 +241,25 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
     draws = torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed))
     index = _canonical_order(everything)[draws]
 
+    block = max(1, (1 << 23) // n)  # resamples at a time: a [block, n] float64 matrix stays near 64 MiB
+    aurcs: dict[int, Tensor] = {}  # id(run) -> its AURC on every resample, which E-AURC reuses
+
+    def one_run(run: ScoredPredictions, metric: str) -> Tensor:
+        if metric in ("aurc", "eaurc"):
+            if id(run) not in aurcs:
+                aurcs[id(run)] = torch.cat([_resampled_aurc(run, index[i:i + block]) for i in range(0, samples, block)])
+            if metric == "aurc":
+                return aurcs[id(run)]
+            hits = run.correct[index].sum(1, keepdim=True).double()
+            i = torch.arange(1, n + 1, dtype=torch.float64)
+            return aurcs[id(run)] - torch.cat([((i - hits[r:r + block]).clamp_min(0) / i).mean(1)
+                                               for r in range(0, samples, block)])
+        fn = _vectorized(metric, num_bins)
+        return torch.cat([fn(run, index[i:i + block]) for i in range(0, samples, block)])
+
     def resampled(runs: Sequence[ScoredPredictions], metric: str) -> Tensor:
         """[samples] the metric averaged over the runs, on every resample."""
-        fast = _vectorized(metric)
-        if fast is not None:
-            return torch.stack([fast(run, index) for run in runs]).mean(0)
-        return torch.tensor([[metric_value(run, metric, row, num_bins) for row in index] for run in runs],
-                            dtype=torch.float64).mean(0)
+        return torch.stack([one_run(run, metric) for run in runs]).mean(0)
 
     tail = (1 - level) / 2
     rows = []

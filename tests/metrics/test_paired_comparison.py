@@ -120,3 +120,19 @@ def test_the_cli_pairs_by_seed_and_writes_json_and_figures(tmp_path):
     fewer = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "compare", "ls=" + ",".join(base),
                             "maxsup=" + other[0]], capture_output=True, text=True)
     assert fewer.returncode == 2 and fewer.stderr.startswith("error: maxsup has 1 run(s), ls 3")
+
+
+@pytest.mark.parametrize("metric", ["ece", "aurc", "eaurc"])
+def test_the_resampled_metrics_equal_the_metrics_of_each_resample(metric):
+    """The vectorized ECE/AURC/E-AURC over a [B, n] index matrix (resamples repeat examples, so
+    confidences tie) = the metrics package's own function on each resample."""
+    from labelreg_nlp.metrics.paired_comparison import _vectorized
+
+    gen = torch.Generator().manual_seed(5)
+    run = synthetic_run(torch.rand(40, generator=gen) < 0.6, gen)
+    run.scores["msp"][:10] = 0.5  # ties among distinct examples too, some right and some wrong
+    run.scores["msp"][10] = 1.0  # a confidence of exactly 1 (its own ECE bin)
+    index = torch.randint(0, 40, (25, 40), generator=gen)
+    got = _vectorized(metric, 15)(run, index)
+    expected = torch.tensor([metric_value(run, metric, row) for row in index], dtype=torch.float64)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
