@@ -41,6 +41,7 @@ import platform
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -239,6 +240,22 @@ def fused_setup(n: int, k: int, dtype: torch.dtype, device: torch.device, hidden
 
 
 # -------------------------------------------------------------------------------------------- hf
+def trainer_steps(trainers: list[tuple[str, Any]], model: torch.nn.Module, inputs: dict, num_items: int,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[Variant]]:
+    """A variant per trainer: one ``compute_loss`` of ``inputs`` (gradients of the model reset
+    first, as after ``zero_grad(set_to_none=True)``); the logits and targets are unused stand-ins."""
+    items = torch.tensor(num_items, device=device)
+
+    def step(trainer):
+        def run(_x, _y):
+            model.zero_grad(set_to_none=True)
+            return trainer.compute_loss(model, dict(inputs), num_items_in_batch=items)
+        return run
+
+    dummy = torch.zeros(1, device=device)
+    return dummy, dummy, [(name, step(trainer)) for name, trainer in trainers]
+
+
 def hf_setup(vocab: int, batch: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[Variant]]:
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
@@ -260,16 +277,7 @@ def hf_setup(vocab: int, batch: int, length: int, device: torch.device) -> tuple
     trainers += [(f"LabelRegTrainer {m}, logits", LabelRegTrainer(model=model, args=args, method=m)) for m in ("ls",)]
     trainers += [(f"LabelRegTrainer {m}, fused_linear", LabelRegTrainer(model=model, args=args, method=m, fused_linear=True))
                  for m in ("ls", "maxsup")]
-    num_items = torch.tensor(batch * (length - 1), device=device)
-
-    def step(trainer):
-        def run(_x, _y):
-            model.zero_grad(set_to_none=True)
-            return trainer.compute_loss(model, dict(inputs), num_items_in_batch=num_items)
-        return run
-
-    dummy = torch.zeros(1, device=device)
-    return dummy, dummy, [(name, step(trainer)) for name, trainer in trainers]
+    return trainer_steps(trainers, model, inputs, batch * (length - 1), device)
 
 
 # ------------------------------------------------------------------------------------------- sft
@@ -308,16 +316,7 @@ def sft_setup(vocab: int, batch: int, length: int, device: torch.device) -> tupl
                 ("LabelRegSFTTrainer ls, logits", LabelRegSFTTrainer(args=config_(), method="ls", **common))]
     trainers += [(f"LabelRegSFTTrainer {m}, fused_linear",
                   LabelRegSFTTrainer(args=config_(), method=m, fused_linear=True, **common)) for m in ("ls", "lls")]
-    num_items = torch.tensor(batch * (length - 1), device=device)
-
-    def step(trainer):
-        def run(_x, _y):
-            model.zero_grad(set_to_none=True)
-            return trainer.compute_loss(model, dict(inputs), num_items_in_batch=num_items)
-        return run
-
-    dummy = torch.zeros(1, device=device)
-    return dummy, dummy, [(name, step(trainer)) for name, trainer in trainers]
+    return trainer_steps(trainers, model, inputs, batch * (length - 1), device)
 
 
 # ------------------------------------------------------------------------------------------ main
