@@ -63,6 +63,7 @@ class LabelRegSFTTrainer(LabelRegTrainerMixin, SFTTrainer):
         as TRL scales it), then TRL's logged metrics from the loss's own pass."""
         mode = "train" if self.model.training else "eval"
         inputs["use_cache"] = False  # as SFTTrainer: no cache in training forwards
+        self.labelreg_loss.metrics = None  # never a previous batch's
         result = Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                       num_items_in_batch=num_items_in_batch)
         self.record_trl_metrics(mode, inputs)
