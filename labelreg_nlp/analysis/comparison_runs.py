@@ -28,16 +28,20 @@ class SeedRuns:
     references: list[str] | None = None
 
 
-def _recorded_seed(path: Path) -> int | None:
-    """The ``seed`` of the run's ``results.json`` (the fine-tuning and image scripts write it), if any."""
+def recorded_seed(path: Path) -> int | None:
+    """The seed in the run's ``results.json`` (in the folder or its parent): ``seed`` as the
+    fine-tuning scripts and ``scripts/nmt.py`` write it, or ``config.seed`` as the image script
+    does; None when there is none."""
     for folder in (path, path.parent):
         results = folder / "results.json"
         if results.is_file():
             try:
-                seed = json.loads(results.read_text()).get("seed")
+                saved = json.loads(results.read_text())
             except (OSError, ValueError):
                 return None
-            return int(seed) if isinstance(seed, int) else None
+            config = saved.get("config") if isinstance(saved, dict) else None
+            seed = saved.get("seed", config.get("seed") if isinstance(config, dict) else None)
+            return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
     return None
 
 
@@ -59,7 +63,7 @@ def read_side(spec: str, split: str = "test") -> SeedRuns:
     for path in paths:
         files = resolve_run(path, split)
         runs.append(ScoredPredictions.load(files.test))
-        seeds.append(_recorded_seed(Path(path)))
+        seeds.append(recorded_seed(Path(path)))
         hyp, ref = _text_file(Path(path), f"{split}.hyp"), _text_file(Path(path), f"{split}.ref")
         if hyp is None or ref is None:
             hypotheses = None

@@ -136,3 +136,17 @@ def test_the_resampled_metrics_equal_the_metrics_of_each_resample(metric):
     got = _vectorized(metric, 15)(run, index)
     expected = torch.tensor([metric_value(run, metric, row) for row in index], dtype=torch.float64)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_seeds_are_read_as_each_script_records_them(tmp_path):
+    from labelreg_nlp.analysis.comparison_runs import recorded_seed
+
+    layouts = {"tc": {"method": "ls", "seed": 2}, "image": {"config": {"seed": 3, "method": "ls"}},
+               "none": {"method": "ls"}, "nmt": {"criterion": "maxsup", "seed": 1}}
+    for name, saved in layouts.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(saved))
+    (tmp_path / "nmt" / "predictions").mkdir()
+    assert [recorded_seed(tmp_path / n) for n in ("tc", "image", "none")] == [2, 3, None]
+    assert recorded_seed(tmp_path / "nmt" / "predictions") == 1  # the results.json of the folder above
+    assert recorded_seed(tmp_path / "missing") is None
