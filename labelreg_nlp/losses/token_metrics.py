@@ -10,6 +10,7 @@ Per position with logits ``z`` (float32) and ``p = softmax(z)``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -28,18 +29,24 @@ class TokenMetrics(NamedTuple):
     count: Tensor  # number of counted positions (target != ignore_index)
 
 
-def _rows(target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor]:
-    """The counted rows of the flattened target, and the flattened target."""
+def _chunked(target: Tensor, ignore_index: int | None, n_classes: int, dtype: torch.dtype, device: torch.device,
+             chunk_logits: Callable[[Tensor], Tensor]) -> TokenMetrics:
+    """The sums over the counted positions, ``chunk_logits(rows)`` giving the logits of a chunk
+    of rows of the flattened batch."""
     flat = target.reshape(-1)
     if ignore_index is None:
-        return torch.arange(flat.numel(), device=flat.device), flat
-    return (flat != ignore_index).nonzero().squeeze(-1), flat
-
-
-def _sums(z: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    p, lse = softmax_and_lse(z)
-    weighted = torch.where(p > 0, p * z, torch.zeros((), dtype=z.dtype, device=z.device))
-    return (lse - weighted.sum(-1)).sum(), (first_argmax(z) == target).sum()
+        rows = torch.arange(flat.numel(), device=flat.device)
+    else:
+        rows = (flat != ignore_index).nonzero().squeeze(-1)
+    entropy = torch.zeros((), dtype=dtype, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for sl in row_slices(rows.numel(), n_classes):
+        z = chunk_logits(rows[sl]).to(dtype)
+        p, lse = softmax_and_lse(z)
+        weighted = torch.where(p > 0, p * z, torch.zeros((), dtype=z.dtype, device=z.device))
+        entropy = entropy + (lse - weighted.sum(-1)).sum()
+        correct = correct + (first_argmax(z) == flat[rows[sl]]).sum()
+    return TokenMetrics(entropy, correct, torch.tensor(rows.numel(), device=device))
 
 
 @torch.no_grad()
@@ -60,17 +67,9 @@ def token_metrics(logits: Tensor, target: Tensor, *, ignore_index: int | None = 
         >>> round(float(m.entropy), 4) == round(math.log(2), 4), int(m.correct), int(m.count)
         (True, 0, 1)
     """
-    k = logits.size(-1)
-    flat_logits = logits.reshape(-1, k)
-    rows, flat = _rows(target, ignore_index)
-    dtype = compute_dtype(logits.dtype)
-    entropy = torch.zeros((), dtype=dtype, device=logits.device)
-    correct = torch.zeros((), dtype=torch.long, device=logits.device)
-    for sl in row_slices(rows.numel(), k):
-        idx = rows[sl]
-        e, c = _sums(flat_logits.index_select(0, idx).to(dtype), flat[idx])
-        entropy, correct = entropy + e, correct + c
-    return TokenMetrics(entropy, correct, torch.tensor(rows.numel(), device=logits.device))
+    flat_logits = logits.reshape(-1, logits.size(-1))
+    return _chunked(target, ignore_index, logits.size(-1), compute_dtype(logits.dtype), logits.device,
+                    lambda rows: flat_logits.index_select(0, rows))
 
 
 @torch.no_grad()
@@ -97,14 +96,5 @@ def fused_token_metrics(hidden: Tensor, weight: Tensor, target: Tensor, *, bias:
         (True, True)
     """
     flat_hidden = hidden.reshape(-1, hidden.size(-1))
-    rows, flat = _rows(target, ignore_index)
-    v = weight.size(0)
-    dtype = compute_dtype(hidden.dtype)
-    entropy = torch.zeros((), dtype=dtype, device=hidden.device)
-    correct = torch.zeros((), dtype=torch.long, device=hidden.device)
-    for sl in row_slices(rows.numel(), v):
-        idx = rows[sl]
-        z = torch.nn.functional.linear(flat_hidden.index_select(0, idx), weight, bias).to(dtype)
-        e, c = _sums(z, flat[idx])
-        entropy, correct = entropy + e, correct + c
-    return TokenMetrics(entropy, correct, torch.tensor(rows.numel(), device=hidden.device))
+    return _chunked(target, ignore_index, weight.size(0), compute_dtype(hidden.dtype), hidden.device,
+                    lambda rows: torch.nn.functional.linear(flat_hidden.index_select(0, rows), weight, bias))
