@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .calibration import expected_calibration_error
 from .scored import ScoredPredictions
-from .selective import aurc, oracle_aurc
+from .selective import aurc, excess_aurc
 
 #: metrics computed from saved predictions (the MSP as confidence)
 SCORE_METRICS = ("accuracy", "nll", "ece", "aurc", "eaurc")
@@ -63,7 +63,7 @@ def metric_value(run: ScoredPredictions, metric: str, index: Tensor | None = Non
     if metric == "aurc":
         return aurc(confidence, correct)
     if metric == "eaurc":
-        return aurc(confidence, correct) - oracle_aurc(correct)
+        return excess_aurc(confidence, correct)
     raise ValueError(f"metric must be one of {SCORE_METRICS}, got {metric!r}")
 
 
@@ -80,9 +80,9 @@ def _resampled_ece(run: ScoredPredictions, index: Tensor, num_bins: int) -> Tens
     return gap.view(index.size(0), -1).abs().sum(1) / index.size(1)
 
 
-def _resampled_aurc(run: ScoredPredictions, index: Tensor, excess: bool = False) -> Tensor:
-    """[B] the AURC (or E-AURC) of every row of ``index`` [B, n]: the mean over coverages of the
-    expected selective risk, ties in random order (:func:`~labelreg_nlp.metrics.selective.selective_risks`)."""
+def _resampled_aurc(run: ScoredPredictions, index: Tensor) -> Tensor:
+    """[B] the AURC of every row of ``index`` [B, n]: the mean over coverages of the expected
+    selective risk, ties in random order (:func:`~labelreg_nlp.metrics.selective.selective_risks`)."""
     b, n = index.shape
     confidence, order = torch.sort(run.scores["msp"].double()[index], dim=1, descending=True)
     errors = (~run.correct)[index].gather(1, order).double()
@@ -97,12 +97,14 @@ def _resampled_aurc(run: ScoredPredictions, index: Tensor, excess: bool = False)
     before = (cumulative - errors).gather(1, start)  # errors ranked above the position's tie group
     in_group = cumulative.gather(1, end - 1) - before
     expected = before + (j - start + 1) * in_group / (end - start)
-    risk = (expected / (j + 1)).mean(1)
-    if not excess:
-        return risk
-    hits = n - errors.sum(1, keepdim=True)
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    return risk - ((i - hits).clamp_min(0) / i).mean(1)
+    return (expected / (j + 1)).mean(1)
+
+
+def _resampled_oracle_aurc(run: ScoredPredictions, index: Tensor) -> Tensor:
+    """[B] :func:`~labelreg_nlp.metrics.selective.oracle_aurc` of every row of ``index`` [B, n]."""
+    hits = run.correct[index].sum(1, keepdim=True).double()
+    i = torch.arange(1, index.size(1) + 1, dtype=torch.float64)
+    return ((i - hits).clamp_min(0) / i).mean(1)
 
 
 def _vectorized(metric: str, num_bins: int) -> Callable[[ScoredPredictions, Tensor], Tensor]:
@@ -113,7 +115,9 @@ def _vectorized(metric: str, num_bins: int) -> Callable[[ScoredPredictions, Tens
         return lambda run, index: -run.target_log_prob[index].double().mean(1)
     if metric == "ece":
         return lambda run, index: _resampled_ece(run, index, num_bins)
-    return lambda run, index: _resampled_aurc(run, index, excess=metric == "eaurc")
+    if metric == "aurc":
+        return _resampled_aurc
+    return lambda run, index: _resampled_aurc(run, index) - _resampled_oracle_aurc(run, index)
 
 
 def seed_interval(per_seed: Sequence[float]) -> tuple[float | None, float | None]:
@@ -250,10 +254,8 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
                 aurcs[id(run)] = torch.cat([_resampled_aurc(run, index[i:i + block]) for i in range(0, samples, block)])
             if metric == "aurc":
                 return aurcs[id(run)]
-            hits = run.correct[index].sum(1, keepdim=True).double()
-            i = torch.arange(1, n + 1, dtype=torch.float64)
-            return aurcs[id(run)] - torch.cat([((i - hits[r:r + block]).clamp_min(0) / i).mean(1)
-                                               for r in range(0, samples, block)])
+            return aurcs[id(run)] - torch.cat([_resampled_oracle_aurc(run, index[i:i + block])
+                                               for i in range(0, samples, block)])
         fn = _vectorized(metric, num_bins)
         return torch.cat([fn(run, index[i:i + block]) for i in range(0, samples, block)])
 
