@@ -162,6 +162,8 @@ def run(work: Path, names: list[str], args) -> int:
         signature = scores["signature"]
         log(f"token confidence of '{name}' on valid and test (teacher forcing) -> {work / 'predictions' / name}")
         scores.update(T.save_token_scores(work / "data-bin", stats["checkpoint"], work / "predictions" / name))
+        T.save_for_compare(work / "predictions" / name, scores, work / "ref" / f"test.{TGT}", criterion=name,
+                           seed=args.seed)
         alpha = args.alpha if name not in ("none", "ols") else 0.0
         rows.append({"criterion": name, "alpha": alpha, **stats, "bleu": scores["bleu"], "signature": signature,
                      **{k: scores[k] for k in ("token_aurc_msp", "token_aurc_pnorm", "pnorm")}})

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -168,13 +167,8 @@ def _evaluate_one(args: argparse.Namespace, criterion: str, seed: int, checkpoin
     if not args.no_token_scores:
         scores.update(T.save_token_scores(data / "data-bin", checkpoint, data / "predictions" / run_folder.name,
                                           cpu=True if args.cpu else None))
-    # what `labelreg-nlp compare` reads beside the token scores: hypotheses, references and the seed
-    predictions = data / "predictions" / run_folder.name
-    predictions.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(scores["hypotheses"], predictions / "test.hyp")
-    shutil.copyfile(data / "ref" / f"test.{prepared['tgt']}", predictions / "test.ref")
-    (predictions / "results.json").write_text(json.dumps({"criterion": criterion, "seed": seed, "bleu": scores["bleu"]})
-                                              + "\n")
+    T.save_for_compare(data / "predictions" / run_folder.name, scores, data / "ref" / f"test.{prepared['tgt']}",
+                       criterion=criterion, seed=seed)
     train_file = run_folder / "train.json"
     train_stats = json.loads(train_file.read_text()) if train_file.is_file() else {}
     record = {**train_stats, "criterion": criterion, "seed": seed, "run": run_folder.name, "settings": shown,

@@ -2,7 +2,8 @@
 
 The test sentences are resampled as sacrebleu's ``PairedTest(test_type="bs")`` resamples them (its
 random generator and seed, default 12345), every system's corpus score recomputed on each
-resample from its sentence statistics and averaged over the system's seeds; the interval is the
+resample from its sentence statistics and averaged over the system's seeds (seeds that drew their
+own test split are resampled each on its own); the interval is the
 percentile interval of the resampled differences, the p-value sacrebleu's (the share of
 resamples whose centred absolute difference exceeds the observed one). With one seed per side
 the p-value is the one sacrebleu prints for the same files (tested).
@@ -45,16 +46,31 @@ def _corpus_scores(metric, systems: Sequence[Sequence[str]], idxs: np.ndarray) -
     return whole, np.mean(resampled, axis=0)
 
 
+def _grouped_scores(scorers: Sequence, groups: Sequence[Sequence[int]], idxs: Sequence[np.ndarray],
+                    systems: Sequence[Sequence[str]]) -> tuple[list[float], np.ndarray]:
+    """Each seed's whole-corpus score (seed order) and the mean over the seeds on every resample,
+    each test set scored by its own references and resampled by its own draw."""
+    whole, resampled = [0.0] * len(systems), []
+    for metric, group, draw in zip(scorers, groups, idxs):
+        these, mean = _corpus_scores(metric, [systems[i] for i in group], draw)
+        for i, value in zip(group, these):
+            whole[i] = value
+        resampled.append(mean * len(group))
+    return whole, np.sum(resampled, axis=0) / len(systems)
+
+
 def bleu_differences(baseline: Sequence[Sequence[str]], methods: dict[str, Sequence[Sequence[str]]],
-                     references: Sequence[str], *, metrics: Sequence[str] = METRICS, samples: int = 1000,
-                     level: float = 0.95, seed: int | None = None) -> list[Difference]:
+                     references: Sequence[str] | Sequence[Sequence[str]], *, metrics: Sequence[str] = METRICS,
+                     samples: int = 1000, level: float = 0.95, seed: int | None = None) -> list[Difference]:
     """Rows ``method - baseline`` of corpus BLEU / chrF (verdicts left to
     :func:`~labelreg_nlp.metrics.paired_comparison.decide`).
 
     Args:
         baseline: the baseline's hypotheses, one list of sentences per seed.
         methods: name -> its hypotheses per seed, matched to the baseline's by position.
-        references: the reference of each test sentence (one reference set).
+        references: the reference of each test sentence, either one list for every seed or one
+            list per seed (seeds that drew their own test split). Seeds with the same references
+            share one draw of sentences; each other set is drawn on its own, in the order first seen.
         metrics: ``bleu`` and/or ``chrf``.
         samples: bootstrap resamples.
         level: the intervals' confidence level.
@@ -63,22 +79,35 @@ def bleu_differences(baseline: Sequence[Sequence[str]], methods: dict[str, Seque
     Returns:
         One :class:`~labelreg_nlp.metrics.paired_comparison.Difference` per (method, metric).
     """
-    n = len(references)
+    per_seed_refs = [list(references)] * len(baseline) if references and isinstance(references[0], str) \
+        else [list(r) for r in references]
+    if len(per_seed_refs) != len(baseline):
+        raise ValueError(f"{len(per_seed_refs)} reference sets for {len(baseline)} baseline seeds")
     for name, systems in [("the baseline", baseline), *methods.items()]:
-        for hyps in systems:
-            if len(hyps) != n:
-                raise ValueError(f"{name} has {len(hyps)} hypotheses for {n} references")
+        for hyps, refs in zip(systems, per_seed_refs):
+            if len(hyps) != len(refs):
+                raise ValueError(f"{name} has {len(hyps)} hypotheses for {len(refs)} references")
+    groups: list[list[int]] = []  # seed positions that share one reference set
+    for i, refs in enumerate(per_seed_refs):
+        group = next((g for g in groups if per_seed_refs[g[0]] == refs), None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
     rng = np.random.default_rng(sacrebleu_seed() if seed is None else seed)
-    idxs = rng.choice(n, size=(samples, n), replace=True)  # as sacrebleu's paired bootstrap draws them
+    # as sacrebleu's paired bootstrap draws them; one set of references gives exactly its draw
+    idxs = [rng.choice(len(per_seed_refs[g[0]]), size=(samples, len(per_seed_refs[g[0]])), replace=True)
+            for g in groups]
     tail = (1 - level) / 2
     rows = []
     for name in metrics:
         if name not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {name!r}")
-        metric = _metric(name, references)
-        base_whole, base_samples = _corpus_scores(metric, baseline, idxs)
+        scorers = [_metric(name, per_seed_refs[g[0]]) for g in groups]
+
+        base_whole, base_samples = _grouped_scores(scorers, groups, idxs, baseline)
         for method, systems in methods.items():
-            whole, method_samples = _corpus_scores(metric, systems, idxs)
+            whole, method_samples = _grouped_scores(scorers, groups, idxs, systems)
             difference = float(np.mean(whole) - np.mean(base_whole))
             deltas = method_samples - base_samples
             low, high = np.quantile(deltas, [tail, 1 - tail]).tolist()

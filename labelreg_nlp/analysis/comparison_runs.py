@@ -25,7 +25,7 @@ class SeedRuns:
     seeds: list[int | None]
     runs: list[ScoredPredictions]
     hypotheses: list[list[str]] | None = None  # per run, where every run saved SPLIT.hyp and SPLIT.ref
-    references: list[str] | None = None
+    references: list[list[str]] | None = None  # per run, as hypotheses
 
 
 def recorded_seed(path: Path) -> int | None:
@@ -59,21 +59,17 @@ def read_side(spec: str, split: str = "test") -> SeedRuns:
     if not sep or not name or not paths_text:
         raise ValueError(f"a side is NAME=RUN[,RUN...], got {spec!r}")
     paths = [p for p in paths_text.split(",") if p]
-    runs, seeds, hypotheses, references = [], [], [], None
+    runs, seeds, hypotheses, references = [], [], [], []
     for path in paths:
         files = resolve_run(path, split)
         runs.append(ScoredPredictions.load(files.test))
         seeds.append(recorded_seed(Path(path)))
         hyp, ref = _text_file(Path(path), f"{split}.hyp"), _text_file(Path(path), f"{split}.ref")
-        if hyp is None or ref is None:
+        if hyp is None or ref is None or hypotheses is None:
             hypotheses = None
             continue
-        if hypotheses is not None:
-            hypotheses.append(hyp.read_text(encoding="utf-8").splitlines())
-        these = ref.read_text(encoding="utf-8").splitlines()
-        if references is not None and these != references:
-            raise ValueError(f"{ref} holds other references than the first run of {name}")
-        references = these
+        hypotheses.append(hyp.read_text(encoding="utf-8").splitlines())
+        references.append(ref.read_text(encoding="utf-8").splitlines())
     return SeedRuns(name, paths, seeds, runs, hypotheses or None, references if hypotheses else None)
 
 
@@ -117,13 +113,14 @@ def compare_sides(specs: Sequence[str], *, split: str = "test", metrics: Sequenc
     texts = [m for m in wanted if m in BLEU_METRICS]
     with_text = all(side.hypotheses is not None for side in sides)
     if texts and with_text:
-        references = baseline.references
         for side in sides[1:]:
-            if side.references != references:
-                raise ValueError(f"{side.name}'s {split}.ref differs from {baseline.name}'s: BLEU needs the same references")
+            for k, i in enumerate(order[side.name]):
+                if side.references[i] != baseline.references[k]:
+                    raise ValueError(f"{side.paths[i]}: its {split}.ref differs from {baseline.paths[k]}'s, the "
+                                     f"{baseline.name} run it is paired with: BLEU needs the same references")
         rows += bleu_differences(baseline.hypotheses, {side.name: [side.hypotheses[i] for i in order[side.name]]
                                                        for side in sides[1:]},
-                                 references, metrics=texts, samples=samples, level=level)
+                                 baseline.references, metrics=texts, samples=samples, level=level)
     elif texts and metrics is not None:
         missing = next(side.name for side in sides if side.hypotheses is None)
         raise ValueError(f"{missing} has no {split}.hyp and {split}.ref beside its predictions: BLEU and chrF need them")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -402,6 +403,24 @@ def save_token_scores(data_dir: str | Path, checkpoint: str | Path, out_dir: str
     return {"token_accuracy": round(report.accuracy, 4), "token_aurc_msp": round(report.row("msp").aurc, 4),
             "token_aurc_pnorm": round(report.row("pnorm").aurc, 4), "pnorm": report.pnorm.label,
             "token_scores": str(out_dir)}
+
+
+def save_for_compare(out_dir: str | Path, scores: dict, reference: str | Path, **record) -> None:
+    """Save what ``labelreg-nlp compare`` reads beside the token scores: the detokenized
+    hypotheses (``test.hyp``), the raw references (``test.ref``) and ``results.json`` with
+    ``record`` (the seed, which pairs runs across methods) and the BLEU.
+
+    Args:
+        out_dir: the run's predictions folder (the one ``save_token_scores`` wrote).
+        scores: what :func:`evaluate` returned.
+        reference: the raw test references ``scores`` was computed against.
+        record: more fields for results.json, e.g. ``criterion="ls", seed=1``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(scores["hypotheses"], out_dir / "test.hyp")
+    shutil.copyfile(reference, out_dir / "test.ref")
+    (out_dir / "results.json").write_text(json.dumps({**record, "bleu": scores["bleu"]}) + "\n")
 
 
 def append_result(path: str | Path, record: dict) -> None:

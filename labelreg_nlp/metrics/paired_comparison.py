@@ -4,10 +4,12 @@ For each metric, the difference ``method - baseline`` of the metric averaged ove
 seeds, with two intervals:
 
 * **paired bootstrap over test examples**: the test examples are resampled with replacement
-  (the same draw for every run, so the runs stay paired), the metric recomputed on each draw
-  for every run and averaged over each side's seeds; the interval is the percentile interval of
-  the resampled differences and the p-value twice the smaller tail of them on either side of 0.
-  It measures how much the difference depends on which test examples were drawn.
+  (the same draw for every run of a test set, so the runs stay paired), the metric recomputed on
+  each draw for every run and averaged over each side's seeds; the interval is the percentile
+  interval of the resampled differences and the p-value twice the smaller tail of them on either
+  side of 0. It measures how much the difference depends on which test examples were drawn.
+  Seeds that drew their own test split (one per seed, as the translation demo does) are
+  resampled each on its own, independently.
 * **paired by seed** (two or more seeds on each side): the mean of the per-seed differences
   (seeds matched) with a Student-t interval over the seeds. It measures how much it depends on
   the training run.
@@ -160,16 +162,41 @@ class Difference:
         return asdict(self)
 
 
+def _same_examples(a: ScoredPredictions, b: ScoredPredictions) -> bool:
+    return len(a) == len(b) and torch.equal(a.labels, b.labels)
+
+
 def _check_paired(runs: Sequence[ScoredPredictions], names: Sequence[str]) -> int:
     n = len(runs[0])
     for run, name in zip(runs, names):
-        if len(run) != n or not torch.equal(run.labels, runs[0].labels):
+        if not _same_examples(run, runs[0]):
             raise ValueError(f"{name} was not scored on the same test examples as {names[0]} "
                              f"({len(run)} vs {n} labels, or other labels): a paired comparison needs the same examples "
                              "in the same order")
     if n == 0:
         raise ValueError("the runs hold no test examples")
     return n
+
+
+def seeds_by_test_set(baseline: Sequence[ScoredPredictions]) -> list[list[int]]:
+    """The baseline's seeds grouped by test set: positions whose runs hold the same labels.
+
+    Example:
+        >>> same = ScoredPredictions(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.zeros(2),
+        ...                          {"msp": torch.ones(2)}, torch.zeros(0, 2))
+        >>> other = ScoredPredictions(torch.tensor([1, 1]), torch.tensor([0, 1]), torch.zeros(2),
+        ...                           {"msp": torch.ones(2)}, torch.zeros(0, 2))
+        >>> seeds_by_test_set([same, other, same])
+        [[0, 2], [1]]
+    """
+    groups: list[list[int]] = []
+    for i, run in enumerate(baseline):
+        group = next((g for g in groups if _same_examples(run, baseline[g[0]])), None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
 
 
 def _canonical_order(runs: Sequence[ScoredPredictions]) -> Tensor:
@@ -207,7 +234,8 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
     """Every method against the baseline on every metric (see the module docstring).
 
     Args:
-        baseline: the baseline's runs, one per seed, in seed order.
+        baseline: the baseline's runs, one per seed, in seed order. Seeds may hold different test
+            sets (a method's run must hold its seed's); each set is resampled on its own.
         methods: name -> its runs, matched to ``baseline`` by position (the same seeds).
         metrics: names of :data:`SCORE_METRICS`.
         samples: bootstrap resamples of the test examples.
@@ -240,15 +268,17 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
     for name, runs in methods.items():
         if len(runs) != len(baseline):
             raise ValueError(f"{name} has {len(runs)} seed(s), the baseline {len(baseline)}: pair them one to one")
-    everything = [*baseline, *(r for runs in methods.values() for r in runs)]
-    n = _check_paired(everything, ["the baseline"] * len(baseline) + [n for n, rs in methods.items() for _ in rs])
-    draws = torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed))
-    index = _canonical_order(everything)[draws]
+    index_of: dict[int, Tensor] = {}  # seed position -> [samples, n] resampled example positions of its test set
+    for number, seeds in enumerate(seeds_by_test_set(baseline)):
+        runs = [baseline[i] for i in seeds] + [rs[i] for rs in methods.values() for i in seeds]
+        n = _check_paired(runs, ["the baseline"] * len(seeds) + [name for name in methods for _ in seeds])
+        draws = torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed + number))
+        index_of.update(dict.fromkeys(seeds, _canonical_order(runs)[draws]))
 
-    block = max(1, (1 << 23) // n)  # resamples at a time: a [block, n] float64 matrix stays near 64 MiB
     aurcs: dict[int, Tensor] = {}  # id(run) -> its AURC on every resample, which E-AURC reuses
 
-    def one_run(run: ScoredPredictions, metric: str) -> Tensor:
+    def one_run(run: ScoredPredictions, metric: str, index: Tensor) -> Tensor:
+        block = max(1, (1 << 23) // index.shape[1])  # resamples at a time: [block, n] float64 stays near 64 MiB
         if metric in ("aurc", "eaurc"):
             if id(run) not in aurcs:
                 aurcs[id(run)] = torch.cat([_resampled_aurc(run, index[i:i + block]) for i in range(0, samples, block)])
@@ -260,8 +290,8 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
         return torch.cat([fn(run, index[i:i + block]) for i in range(0, samples, block)])
 
     def resampled(runs: Sequence[ScoredPredictions], metric: str) -> Tensor:
-        """[samples] the metric averaged over the runs, on every resample."""
-        return torch.stack([one_run(run, metric) for run in runs]).mean(0)
+        """[samples] the metric averaged over the runs (in seed order), on every resample."""
+        return torch.stack([one_run(run, metric, index_of[i]) for i, run in enumerate(runs)]).mean(0)
 
     tail = (1 - level) / 2
     rows = []

@@ -52,6 +52,20 @@ def test_identical_systems_differ_by_nothing():
         assert row.difference == 0 and row.low == 0 and row.high == 0 and row.seed_low == 0
 
 
+def test_seeds_with_their_own_references_are_resampled_each_on_its_own():
+    """Seed 2 has other references (its own test split) and the same system on both sides: the
+    interval and difference are seed 1's alone halved, the p-value sacrebleu's for seed 1."""
+    refs, other_refs = corpus(100, seed=7), corpus(70, seed=8)
+    base, better, same = noisy(refs, 0.4, 1), noisy(refs, 0.3, 2), noisy(other_refs, 0.3, 3)
+    alone = bleu_differences([base], {"m": [better]}, refs, samples=300)
+    mixed = bleu_differences([base, same], {"m": [better, same]}, [refs, other_refs], samples=300)
+    for a, b in zip(alone, mixed):
+        assert (b.difference, b.low, b.high) == pytest.approx((a.difference / 2, a.low / 2, a.high / 2), abs=1e-5)  # float32 statistics
+        assert b.p_value == a.p_value
+    with pytest.raises(ValueError, match="m has 70 hypotheses for 100 references"):
+        bleu_differences([base, same], {"m": [same, better]}, [refs, other_refs], samples=10)
+
+
 def test_the_cli_adds_bleu_and_chrf_for_translation_runs(tmp_path):
     refs = corpus(80, seed=5)
     gen = torch.Generator().manual_seed(0)
@@ -73,3 +87,29 @@ def test_the_cli_adds_bleu_and_chrf_for_translation_runs(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "| bleu | maxsup |" in out.stdout and "| chrf | maxsup |" in out.stdout
     assert "over 7 rows" in out.stdout  # 5 score metrics and 2 text metrics, one method
+
+
+def test_the_cli_pairs_runs_whose_seeds_drew_their_own_test_split(tmp_path):
+    """As the translation demo saves them: each seed its own test sentences, shared by the methods."""
+    gen = torch.Generator().manual_seed(1)
+    refs = {1: corpus(60, seed=11), 2: corpus(50, seed=12)}
+    for name, rate in (("ls", 0.5), ("maxsup", 0.2)):
+        for seed, n in ((1, 120), (2, 90)):  # tokens of each split
+            folder = tmp_path / f"s{seed}" / "predictions" / name
+            labels = torch.full((n,), seed, dtype=torch.long)
+            msp = torch.rand(n, generator=gen, dtype=torch.float64).clamp(0.05, 0.95)
+            scores = {"msp": msp, "max_logit": msp, "neg_entropy": msp, "margin": msp}
+            ScoredPredictions(labels, labels, msp.log(), scores, msp.expand(10, n).clone()).save(folder / "test.npz")
+            (folder / "test.hyp").write_text("\n".join(noisy(refs[seed], rate, seed)) + "\n")
+            (folder / "test.ref").write_text("\n".join(refs[seed]) + "\n")
+            (folder / "results.json").write_text(json.dumps({"criterion": name, "seed": seed}))
+    sides = [f"{name}={tmp_path / 's2' / 'predictions' / name},{tmp_path / 's1' / 'predictions' / name}"
+             for name in ("ls", "maxsup")]
+    out = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "compare", *sides, "--samples", "200"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "| bleu | maxsup |" in out.stdout and "(2 seeds)" in out.stdout
+    (tmp_path / "s1" / "predictions" / "maxsup" / "test.ref").write_text("\n".join(refs[2]) + "\n")
+    wrong = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "compare", *sides, "--samples", "20"],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "s1/predictions/maxsup: its test.ref differs from" in wrong.stderr

@@ -92,6 +92,22 @@ def test_runs_on_other_examples_or_other_seed_counts_are_refused():
         compare_runs([a], {"m": [a, a]}, samples=10)
 
 
+def test_seeds_on_their_own_test_sets_are_resampled_each_on_its_own():
+    """Seed 2 drew another test split, on which both sides are the same run: every resampled
+    difference is seed 1's alone halved (seed 1's set keeps its draw), so are the interval and
+    the difference, and the p-value is unchanged."""
+    gen = torch.Generator().manual_seed(6)
+    base, method = (synthetic_run(torch.rand(300, generator=gen) < p, gen) for p in (0.6, 0.8))
+    same = synthetic_run(torch.rand(200, generator=gen) < 0.7, gen)  # 200 examples: another test set
+    alone = compare_runs([base], {"m": [method]}, samples=300, seed=5)
+    mixed = compare_runs([base, same], {"m": [method, same]}, samples=300, seed=5)
+    for a, b in zip(alone, mixed):
+        assert (b.difference, b.low, b.high) == pytest.approx((a.difference / 2, a.low / 2, a.high / 2), abs=1e-12)
+        assert b.p_value == a.p_value and b.seeds == 2
+    with pytest.raises(ValueError, match="m was not scored on the same test examples as the baseline"):
+        compare_runs([base, same], {"m": [same, method]}, samples=10)  # seed 1's run on seed 2's set
+
+
 def _save_runs(tmp_path, name, probs, seeds):
     gen = torch.Generator().manual_seed(hash(name) % 1000)
     paths = []
