@@ -5,7 +5,8 @@
             -> tokenized, cleaned, lowercased, joint BPE, fairseq-preprocess (never downloads)
   train     one criterion and seed (fairseq's IWSLT14 recipe, or --recipe tiny on CPU)
   evaluate  best checkpoint, beam 5, BPE removed, detokenized SacreBLEU -> results.jsonl
-  compare   table of mean +- std BLEU per criterion; with --run, trains and evaluates what is missing
+  compare   table of mean +- std BLEU per criterion and paired differences to a baseline;
+            with --run, trains and evaluates what is missing
 
 Runs are never overwritten or mixed: each run's folder, DATA/checkpoints/NAME, is named by
 every option that changes its result (criterion, alpha, seed, model, epochs, device, fairseq
@@ -213,7 +214,23 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
         raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
     if not files:
         raise ValueError("give results files to collect, or --run --data DIR")
-    print(T.compare_table(T.read_results(files)))
+    records = T.read_results(files)
+    print(T.compare_table(records))
+    if args.no_paired:
+        return 0
+    # the same runs through `labelreg-nlp compare`: paired intervals and verdicts against the baseline
+    from labelreg_nlp.analysis.comparison_runs import compare_sides, report_comparison
+
+    try:
+        sides = T.paired_sides(records, args.baseline)
+    except ValueError as error:
+        if args.baseline is None and args.plots is None and args.json is None:  # not asked for: say why, go on
+            print(f"\n(no paired comparison: {error})")
+            return 0
+        raise
+    baseline, rows = compare_sides(sides, samples=args.samples)
+    print()
+    print(report_comparison(baseline, rows, 0.95, args.samples, args.plots, args.json))
     return 0
 
 
@@ -294,15 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint file (default: checkpoint_best.pt of the run trained with these options)")
     p.set_defaults(handler=_evaluate)
 
-    p = sub.add_parser("compare", help="mean +- std BLEU per criterion",
+    p = sub.add_parser("compare", help="mean +- std BLEU per criterion, and paired differences to a baseline",
                        description="Collect results files (or --run the missing trainings and evaluations) and print "
-                                   "a markdown table of BLEU mean +- sample std per criterion.")
+                                   "a markdown table of BLEU mean +- sample std per criterion; then every setting "
+                                   "against the baseline as `labelreg-nlp compare` does (BLEU, chrF and token "
+                                   "accuracy, NLL, ECE, AURC, E-AURC: differences with paired-bootstrap and "
+                                   "paired-by-seed intervals, Holm-Bonferroni verdicts).")
     _add_run_options(p)
     p.add_argument("results_files", nargs="*", type=Path, help="JSON-lines results files to collect")
     p.add_argument("--run", action="store_true", help="train (or continue) and evaluate every run without a result")
     p.add_argument("--overwrite", action="store_true", help="with --run: delete and retrain the runs without a result")
     p.add_argument("--criteria", default="none,ls,maxsup,ols", help="with --run (default none,ls,maxsup,ols)")
     p.add_argument("--seeds", default="1,2,3", help="with --run (default 1,2,3)")
+    p.add_argument("--baseline", help="the setting the others are compared with, as the table labels it (default: "
+                   "its first row)")
+    p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples of the paired comparison "
+                   "(default 1000)")
+    p.add_argument("--plots", metavar="DIR", help="write the paired comparison's diff_METRIC.png figures there")
+    p.add_argument("--json", metavar="FILE", help="write the paired comparison's rows as JSON")
+    p.add_argument("--no-paired", action="store_true", help="print only the BLEU table, not the paired comparison "
+                   "(labelreg-nlp compare) of every setting against the baseline")
     p.set_defaults(handler=_compare)
     return parser
 

@@ -448,12 +448,11 @@ def read_results(paths: Iterable[str | Path]) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- compare
-def compare_table(records: list[dict], order: Iterable[str] = CRITERIA) -> str:
-    """Markdown, one row per setting (criterion and every other result-changing option; runs that
-    differ only by seed are one row): runs, seeds, BLEU mean +- sample std, BLEU per seed, and
-    the means of seconds per epoch and best validation nll ("-" where no run recorded them).
-    A criterion with several settings is labelled by the options that tell them apart. The last
-    result per (setting, seed) counts."""
+def setting_groups(records: list[dict], order: Iterable[str] = CRITERIA) -> list[tuple[str, list[dict]]]:
+    """The results rows grouped by setting (criterion and every other result-changing option;
+    runs that differ only by seed are one group), in ``order`` of criteria: ``(label, runs in
+    seed order)``. A criterion with several settings is labelled by the options that tell them
+    apart. The last result per (setting, seed) counts."""
     def group_of(record: dict) -> str:
         return json.dumps([record["criterion"], record.get("settings") or {}], sort_keys=True)
 
@@ -466,22 +465,62 @@ def compare_table(records: list[dict], order: Iterable[str] = CRITERIA) -> str:
     labels = _setting_labels(groups)
     rank = {name: i for i, name in enumerate(order)}
     names = sorted(groups, key=lambda g: (rank.get(groups[g]["criterion"], len(rank)), groups[g]["criterion"], labels[g]))
+    out = []
+    for group in names:
+        seeds = sorted((s for g, s in latest if g == group), key=lambda s: (len(s), s))
+        out.append((labels[group], [latest[(group, s)] for s in seeds]))
+    return out
 
+
+def compare_table(records: list[dict], order: Iterable[str] = CRITERIA) -> str:
+    """Markdown, one row per setting (:func:`setting_groups`): runs, seeds, BLEU mean +- sample
+    std, BLEU per seed, and the means of seconds per epoch and best validation nll ("-" where no
+    run recorded them)."""
     def mean_of(runs: list[dict], key: str, fmt: str) -> str:
         values = [float(r[key]) for r in runs if r.get(key) is not None]
         return format(statistics.mean(values), fmt) if values else "-"
 
     lines = ["| criterion | runs | seeds | BLEU (mean ± std) | BLEU per seed | s / epoch | best valid nll |",
              "|---|---|---|---|---|---|---|"]
-    for group in names:
-        seeds = sorted((s for g, s in latest if g == group), key=lambda s: (len(s), s))
-        runs = [latest[(group, s)] for s in seeds]
+    for label, runs in setting_groups(records, order):
         scores = [float(r["bleu"]) for r in runs]
         std = statistics.stdev(scores) if len(scores) > 1 else 0.0
-        lines.append(f"| {labels[group]} | {len(runs)} | {', '.join(seeds)} | {statistics.mean(scores):.2f} ± {std:.2f} | "
-                     f"{', '.join(f'{b:.2f}' for b in scores)} | {mean_of(runs, 'seconds_per_epoch', '.1f')} | "
-                     f"{mean_of(runs, 'best_valid_nll', '.3f')} |")
+        lines.append(f"| {label} | {len(runs)} | {', '.join(str(r.get('seed')) for r in runs)} | "
+                     f"{statistics.mean(scores):.2f} ± {std:.2f} | {', '.join(f'{b:.2f}' for b in scores)} | "
+                     f"{mean_of(runs, 'seconds_per_epoch', '.1f')} | {mean_of(runs, 'best_valid_nll', '.3f')} |")
     return "\n".join(lines)
+
+
+def paired_sides(records: list[dict], baseline: str | None = None, order: Iterable[str] = CRITERIA) -> list[str]:
+    """``labelreg-nlp compare`` sides (``LABEL=RUN,RUN,...``) of the settings in ``records``:
+    each run's predictions folder (token scores, test.hyp, test.ref, seed), the baseline first.
+
+    Args:
+        records: results rows as ``scripts/nmt.py evaluate`` appends them.
+        baseline: the label of the baseline setting (default: the first in ``order``).
+        order: criteria order.
+
+    Returns:
+        The sides, baseline first.
+
+    Raises:
+        ValueError: a run saved no token scores (evaluated with --no-token-scores), fewer than two
+            settings, or an unknown ``baseline``.
+    """
+    groups = setting_groups(records, order)
+    labels = [label for label, _ in groups]
+    if len(groups) < 2:
+        raise ValueError(f"a paired comparison needs two settings, the results hold {labels}")
+    if baseline is not None and baseline not in labels:
+        raise ValueError(f"baseline {baseline!r} is not among the settings {labels}")
+    sides = []
+    for label, runs in groups:
+        missing = [r.get("run") for r in runs if not r.get("token_scores")]
+        if missing:
+            raise ValueError(f"{label}: run {missing[0]} saved no token scores (evaluated with --no-token-scores)")
+        sides.append(f"{label}=" + ",".join(str(r["token_scores"]) for r in runs))
+    first = labels.index(baseline) if baseline is not None else 0
+    return [sides[first]] + sides[:first] + sides[first + 1:]
 
 
 def _setting_labels(groups: dict[str, dict]) -> dict[str, str]:

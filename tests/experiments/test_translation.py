@@ -14,7 +14,7 @@ import pytest
 
 from labelreg_nlp.experiments.corpora import synthetic_pairs
 from labelreg_nlp.experiments.iwslt14 import TEST_SETS, ReleaseError, read_release
-from labelreg_nlp.experiments.translation import PrepareOptions, compare_table, read_results
+from labelreg_nlp.experiments.translation import PrepareOptions, compare_table, paired_sides, read_results
 from labelreg_nlp.integrations.fairseq_command import user_dir
 from labelreg_nlp.metrics import ScoredPredictions, aurc
 
@@ -96,6 +96,18 @@ def test_compare_table_mean_and_sample_std(tmp_path):
     assert _nmt("compare", str(bad)).stderr.strip() == f"error: {bad}:1: a result needs 'criterion' and 'bleu'"
 
 
+def test_paired_sides_name_each_settings_predictions_baseline_first():
+    records = [{"criterion": c, "seed": seed, "bleu": 1.0, "run": f"{c}-{seed}", "token_scores": f"p/{c}-{seed}"}
+               for seed in (2, 1) for c in ("maxsup", "ls", "none")]
+    assert paired_sides(records) == ["none=p/none-1,p/none-2", "ls=p/ls-1,p/ls-2", "maxsup=p/maxsup-1,p/maxsup-2"]
+    assert paired_sides(records, "ls")[0] == "ls=p/ls-1,p/ls-2"
+    with pytest.raises(ValueError, match="baseline 'lspp' is not among the settings"):
+        paired_sides(records, "lspp")
+    del records[0]["token_scores"]
+    with pytest.raises(ValueError, match="maxsup: run maxsup-2 saved no token scores"):
+        paired_sides(records)
+
+
 def test_prepare_options_match_the_recipe():
     opts = PrepareOptions()
     assert (opts.bpe_merges, opts.length_ratio, opts.max_words, opts.valid_every, opts.lowercase) == (10000, 1.5, 175, 23, True)
@@ -121,6 +133,12 @@ def test_prepare_train_evaluate_compare_end_to_end(tmp_path):
     assert all(r["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a") for r in records)
     assert all(len(Path(r["hypotheses"]).read_text().splitlines()) == 30 for r in records)
     assert "| ls | 1 | 1 |" in run.stdout and "| maxsup | 1 | 1 |" in run.stdout
+    # and paired against the first setting from what evaluate saved for labelreg-nlp compare
+    assert "### against ls:" in run.stdout and "| bleu | maxsup |" in run.stdout and "| eaurc | maxsup |" in run.stdout
+    saved = out / "predictions" / records[1]["run"]
+    assert (saved / "test.hyp").read_text() == Path(records[1]["hypotheses"]).read_text()
+    assert (saved / "test.ref").read_text() == (out / "ref" / "test.en").read_text()
+    assert json.loads((saved / "results.json").read_text())["seed"] == 1
     # token confidence: every target token of the test split, its mean NLL = fairseq-validate's nll_loss
     maxsup_run = records[1]["run"]
     assert maxsup_run.startswith("maxsup-a0.1-seed1-") and records[1]["settings"]["max_epoch"] == 2
