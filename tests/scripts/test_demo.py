@@ -26,7 +26,14 @@ def test_demo_runs_end_to_end(tmp_path):
     assert len((tmp_path / "checkpoints" / "maxsup" / "generate" / "test.detok.en").read_text().splitlines()) == 100
     assert "| token AURC (MSP) | token AURC (pNorm) |" in out.stdout
     for name in ("ls", "maxsup"):
-        assert {p.name for p in (tmp_path / "predictions" / name).iterdir()} == {"valid.npz", "test.npz"}
+        saved = tmp_path / "predictions" / name
+        assert {p.name for p in saved.iterdir()} == {"valid.npz", "test.npz", "test.hyp", "test.ref", "results.json"}
+        assert json.loads((saved / "results.json").read_text())["seed"] == 1  # what compare pairs seeds by
+    # what labelreg-nlp compare reads: token scores, hypotheses and references
+    compared = subprocess.run([sys.executable, "-m", "labelreg_nlp.cli", "compare", f"ls={tmp_path / 'predictions' / 'ls'}",
+                               f"maxsup={tmp_path / 'predictions' / 'maxsup'}", "--samples", "50"],
+                              capture_output=True, text=True)
+    assert compared.returncode == 0 and "| bleu | maxsup |" in compared.stdout, compared.stderr[-2000:]
     assert all(0 < r["token_aurc_msp"] < 1 and 0 < r["token_aurc_pnorm"] < 1 for r in results["rows"])
     # a second run into the same folder refuses; --resume keeps what finished; other options are refused
     again = subprocess.run(cmd, capture_output=True, text=True)
