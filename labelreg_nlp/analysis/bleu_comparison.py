@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..metrics.paired_comparison import Difference, seed_interval
+from ..metrics.paired_comparison import Difference, group_positions, seed_interval
 
 SACREBLEU_DEFAULT_SEED = 12345
 METRICS = ("bleu", "chrf")
@@ -87,13 +87,7 @@ def bleu_differences(baseline: Sequence[Sequence[str]], methods: dict[str, Seque
         for hyps, refs in zip(systems, per_seed_refs):
             if len(hyps) != len(refs):
                 raise ValueError(f"{name} has {len(hyps)} hypotheses for {len(refs)} references")
-    groups: list[list[int]] = []  # seed positions that share one reference set
-    for i, refs in enumerate(per_seed_refs):
-        group = next((g for g in groups if per_seed_refs[g[0]] == refs), None)
-        if group is None:
-            groups.append([i])
-        else:
-            group.append(i)
+    groups = group_positions(per_seed_refs, list.__eq__)  # seed positions that share one reference set
     rng = np.random.default_rng(sacrebleu_seed() if seed is None else seed)
     # as sacrebleu's paired bootstrap draws them; one set of references gives exactly its draw
     idxs = [rng.choice(len(per_seed_refs[g[0]]), size=(samples, len(per_seed_refs[g[0]])), replace=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -31,6 +32,8 @@ from torch import Tensor
 from .calibration import expected_calibration_error
 from .scored import ScoredPredictions
 from .selective import aurc, excess_aurc
+
+T = TypeVar("T")
 
 #: metrics computed from saved predictions (the MSP as confidence)
 SCORE_METRICS = ("accuracy", "nll", "ece", "aurc", "eaurc")
@@ -178,20 +181,17 @@ def _check_paired(runs: Sequence[ScoredPredictions], names: Sequence[str]) -> in
     return n
 
 
-def seeds_by_test_set(baseline: Sequence[ScoredPredictions]) -> list[list[int]]:
-    """The baseline's seeds grouped by test set: positions whose runs hold the same labels.
+def group_positions(items: Sequence[T], same: Callable[[T, T], bool]) -> list[list[int]]:
+    """The positions of ``items`` grouped by ``same`` (each group in order, groups in the order
+    first seen): how seeds that share a test set are found.
 
     Example:
-        >>> same = ScoredPredictions(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.zeros(2),
-        ...                          {"msp": torch.ones(2)}, torch.zeros(0, 2))
-        >>> other = ScoredPredictions(torch.tensor([1, 1]), torch.tensor([0, 1]), torch.zeros(2),
-        ...                           {"msp": torch.ones(2)}, torch.zeros(0, 2))
-        >>> seeds_by_test_set([same, other, same])
+        >>> group_positions(["a", "b", "a"], str.__eq__)
         [[0, 2], [1]]
     """
     groups: list[list[int]] = []
-    for i, run in enumerate(baseline):
-        group = next((g for g in groups if _same_examples(run, baseline[g[0]])), None)
+    for i, item in enumerate(items):
+        group = next((g for g in groups if same(item, items[g[0]])), None)
         if group is None:
             groups.append([i])
         else:
@@ -269,7 +269,7 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
         if len(runs) != len(baseline):
             raise ValueError(f"{name} has {len(runs)} seed(s), the baseline {len(baseline)}: pair them one to one")
     index_of: dict[int, Tensor] = {}  # seed position -> [samples, n] resampled example positions of its test set
-    for number, seeds in enumerate(seeds_by_test_set(baseline)):
+    for number, seeds in enumerate(group_positions(baseline, _same_examples)):
         runs = [baseline[i] for i in seeds] + [rs[i] for rs in methods.values() for i in seeds]
         n = _check_paired(runs, ["the baseline"] * len(seeds) + [name for name in methods for _ in seeds])
         draws = torch.randint(0, n, (samples, n), generator=torch.Generator().manual_seed(seed + number))
