@@ -222,13 +222,12 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
     from labelreg_nlp.analysis.comparison_runs import compare_sides, report_comparison
 
     try:
-        sides = T.paired_sides(records, args.baseline)
-    except ValueError as error:
+        baseline, rows = compare_sides(T.paired_sides(records, args.baseline), samples=args.samples)
+    except ValueError as error:  # e.g. settings with other seeds, runs without token scores
         if args.baseline is None and args.plots is None and args.json is None:  # not asked for: say why, go on
             print(f"\n(no paired comparison: {error})")
             return 0
         raise
-    baseline, rows = compare_sides(sides, samples=args.samples)
     print()
     print(report_comparison(baseline, rows, 0.95, args.samples, args.plots, args.json))
     return 0
