@@ -515,9 +515,10 @@ def paired_sides(records: list[dict], baseline: str | None = None, order: Iterab
         raise ValueError(f"baseline {baseline!r} is not among the settings {labels}")
     sides = []
     for label, runs in groups:
-        missing = [r.get("run") for r in runs if not r.get("token_scores")]
+        missing = [r for r in runs if not r.get("token_scores")]
         if missing:
-            raise ValueError(f"{label}: run {missing[0]} saved no token scores (evaluated with --no-token-scores)")
+            raise ValueError(f"{label}, seed {missing[0].get('seed')}: its run saved no token scores (evaluated with "
+                             "--no-token-scores)")
         sides.append(f"{label}=" + ",".join(str(r["token_scores"]) for r in runs))
     first = labels.index(baseline) if baseline is not None else 0
     return [sides[first]] + sides[:first] + sides[first + 1:]

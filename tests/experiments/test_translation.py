@@ -91,6 +91,9 @@ def test_compare_table_mean_and_sample_std(tmp_path):
     assert table[4] == "| maxsup | 4 | 1, 2, 3, 10 | 32.00 ± 0.91 | 31.00, 31.50, 32.50, 33.00 | - | - |"
     result = _nmt("compare", str(a), str(b))
     assert result.returncode == 0 and table[4] in result.stdout.splitlines()
+    assert "(no paired comparison: none, seed 1: its run saved no token scores" in result.stdout
+    asked = _nmt("compare", str(a), str(b), "--baseline", "ls")
+    assert asked.returncode == 2 and "saved no token scores" in asked.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"bleu": 1}\n')
     assert _nmt("compare", str(bad)).stderr.strip() == f"error: {bad}:1: a result needs 'criterion' and 'bleu'"
@@ -104,7 +107,7 @@ def test_paired_sides_name_each_settings_predictions_baseline_first():
     with pytest.raises(ValueError, match="baseline 'lspp' is not among the settings"):
         paired_sides(records, "lspp")
     del records[0]["token_scores"]
-    with pytest.raises(ValueError, match="maxsup: run maxsup-2 saved no token scores"):
+    with pytest.raises(ValueError, match="maxsup, seed 2: its run saved no token scores"):
         paired_sides(records)
 
 
