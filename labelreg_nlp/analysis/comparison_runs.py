@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..metrics.paired_comparison import SCORE_METRICS, Difference, compare_runs, decide, format_comparison
+from ..metrics.paired_comparison import (
+    SCORE_METRICS,
+    Difference,
+    compare_runs,
+    decide,
+    format_comparison,
+    minimum_samples,
+    smallest_p_value,
+)
 from ..metrics.scored import ScoredPredictions
 from .bleu_comparison import METRICS as BLEU_METRICS
 from .bleu_comparison import bleu_differences
@@ -132,6 +140,11 @@ def report_comparison(baseline: str, rows: Sequence[Difference], level: float, s
     """The printed table (with how the verdicts were reached), the JSON and the figures."""
     text = (f"### against {baseline}: {samples} bootstrap resamples of the test examples, "
             f"Holm-Bonferroni over {len(rows)} rows at {1 - level:g}\n\n{format_comparison(rows, baseline, level)}")
+    floor = len(rows) * smallest_p_value(samples)
+    if rows and floor > 1 - level:
+        text += (f"\n\nWith {len(rows)} rows and {samples} resamples no row can reach a Holm p of {1 - level:g} "
+                 f"(the smallest is {floor:.3g}): give --samples {minimum_samples(len(rows), level)} or more, or "
+                 "fewer metrics or methods.")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({"baseline": baseline, "level": level, "samples": samples,

@@ -6,8 +6,9 @@ seeds, with two intervals:
 * **paired bootstrap over test examples**: the test examples are resampled with replacement
   (the same draw for every run of a test set, so the runs stay paired), the metric recomputed on
   each draw for every run and averaged over each side's seeds; the interval is the percentile
-  interval of the resampled differences and the p-value twice the smaller tail of them on either
-  side of 0. It measures how much the difference depends on which test examples were drawn.
+  interval of the resampled differences and the p-value ``2 (k + 1) / (samples + 1)``, k the
+  resampled differences on the smaller side of 0 (never below ``2 / (samples + 1)``). It
+  measures how much the difference depends on which test examples were drawn.
   Seeds that drew their own test split (one per seed, as the translation demo does) are
   resampled each on its own, independently.
 * **paired by seed** (two or more seeds on each side): the mean of the per-seed differences
@@ -212,6 +213,22 @@ def _canonical_order(runs: Sequence[ScoredPredictions]) -> Tensor:
     return order
 
 
+def smallest_p_value(samples: int) -> float:
+    """The smallest two-sided p-value ``samples`` bootstrap resamples can give."""
+    return 2 / (samples + 1)
+
+
+def minimum_samples(rows: int, level: float = 0.95) -> int:
+    """The fewest resamples with which the most extreme of ``rows`` rows can pass Holm's
+    correction at ``1 - level``.
+
+    Example:
+        >>> minimum_samples(21), minimum_samples(35)
+        (839, 1399)
+    """
+    return math.ceil(2 * rows / (1 - level) - 1 - 1e-9)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (reject where ``adjusted <= alpha``).
 
@@ -302,12 +319,13 @@ def compare_runs(baseline: Sequence[ScoredPredictions], methods: dict[str, Seque
             whole = [metric_value(run, metric, None, num_bins) for run in runs]
             deltas = resampled(runs, metric) - base_samples
             low, high = torch.quantile(deltas, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
-            below, above = float((deltas <= 0).double().mean()), float((deltas >= 0).double().mean())
+            # the smaller tail counted with the observed split, as a resampling p-value should: never 0
+            tail_count = min(int((deltas <= 0).sum()), int((deltas >= 0).sum()))
             per_seed = [a - b for a, b in zip(whole, base_whole)]
             seed_low, seed_high = seed_interval(per_seed)
             rows.append(Difference(metric, name, sum(base_whole) / len(base_whole), sum(whole) / len(whole),
                                    sum(whole) / len(whole) - sum(base_whole) / len(base_whole), low, high,
-                                   min(1.0, 2 * min(below, above)), 1.0, len(per_seed), seed_low, seed_high, ""))
+                                   min(1.0, 2 * (tail_count + 1) / (samples + 1)), 1.0, len(per_seed), seed_low, seed_high, ""))
     return decide(rows, level)
 
 

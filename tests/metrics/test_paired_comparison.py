@@ -166,3 +166,19 @@ def test_seeds_are_read_as_each_script_records_them(tmp_path):
     assert [recorded_seed(tmp_path / n) for n in ("tc", "image", "none")] == [2, 3, None]
     assert recorded_seed(tmp_path / "nmt" / "predictions") == 1  # the results.json of the folder above
     assert recorded_seed(tmp_path / "missing") is None
+
+
+def test_bootstrap_p_values_never_reach_zero_and_too_few_resamples_are_named():
+    """p = 2 (k + 1) / (samples + 1): a difference no resample crosses still has p = 2 / 201;
+    with 5 rows and 20 resamples Holm cannot pass 0.05, which the report says with the fix."""
+    from labelreg_nlp.analysis.comparison_runs import report_comparison
+
+    gen = torch.Generator().manual_seed(7)
+    weak, strong = (synthetic_run(torch.rand(500, generator=gen) < p, gen) for p in (0.3, 0.9))
+    row, = compare_runs([weak], {"strong": [strong]}, metrics=["accuracy"], samples=200)
+    assert row.low > 0 and row.p_value == pytest.approx(2 / 201) and row.verdict == "better"
+    rows = compare_runs([weak], {"strong": [strong]}, samples=20)
+    assert all(r.verdict == "no detectable difference" for r in rows)
+    text = report_comparison("weak", rows, 0.95, 20)
+    assert "With 5 rows and 20 resamples no row can reach a Holm p of 0.05" in text and "--samples 199 or more" in text
+    assert "no row can reach" not in report_comparison("weak", rows, 0.95, 199)
