@@ -136,7 +136,7 @@ def plot_differences(rows: list, baseline: str, path: str | Path) -> Path:
         The path written.
     """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.0, 0.6 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(7.0, 0.6 * len(rows) + 1.4))
     for y, row in enumerate(rows):
         ax.plot([row.low, row.high], [y, y], linewidth=4, color="tab:blue", solid_capstyle="butt")
         if row.seed_low is not None:
@@ -146,5 +146,6 @@ def plot_differences(rows: list, baseline: str, path: str | Path) -> Path:
     ax.set_yticks(range(len(rows)), [f"{r.method} ({r.verdict})" for r in rows], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     metric = rows[0].metric if rows else ""
-    ax.set_xlabel(f"{metric}: method - {baseline} (blue: test examples, orange: seeds)")
+    ax.set_xlabel(f"{metric}: method - {baseline}\n(blue: interval over test examples, orange: over seeds)",
+                  fontsize=9)
     return _save(fig, path)
