@@ -98,7 +98,6 @@ def bleu_differences(baseline: Sequence[Sequence[str]], methods: dict[str, Seque
         if name not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {name!r}")
         scorers = [_metric(name, per_seed_refs[g[0]]) for g in groups]
-
         base_whole, base_samples = _grouped_scores(scorers, groups, idxs, baseline)
         for method, systems in methods.items():
             whole, method_samples = _grouped_scores(scorers, groups, idxs, systems)
