@@ -54,8 +54,8 @@ for name in sys.argv[2:]:
 PY
 sides=()
 for name in $methods; do
-  runs=$(for seed in $seeds; do [ -f "$out/$name-s$seed/results.json" ] && echo "$out/$name-s$seed"; done | paste -sd, -)
-  [ -n "$runs" ] && sides+=("$name=$runs")
+  runs=$(for seed in $seeds; do if [ -f "$out/$name-s$seed/results.json" ]; then echo "$out/$name-s$seed"; fi; done | paste -sd, -)
+  if [ -n "$runs" ]; then sides+=("$name=$runs"); fi
 done
 if [ "${#sides[@]}" -ge 2 ]; then
   echo
