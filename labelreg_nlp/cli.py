@@ -144,7 +144,8 @@ def _add_compare(sub) -> None:
         "and the seed interval (if any) excludes 0.",
         epilog="A side is NAME=RUN[,RUN...]: its seed runs, each a folder or file as 'labelreg-nlp evaluate' reads "
         "it. Runs are paired with the baseline's by the seed in their results.json where every run records one, "
-        "else by position. Every run must be scored on the same test examples in the same order.\n\n"
+        "else by position. The runs of one seed must be scored on the same test examples in the same order; seeds "
+        "may hold test sets of their own, each then resampled on its own.\n\n"
         "Example:\n  labelreg-nlp compare ls=runs/tc/ls-seed0,runs/tc/ls-seed1 "
         "maxsup=runs/tc/maxsup-seed0,runs/tc/maxsup-seed1 --plots figures/")
     cp.add_argument("sides", nargs="+", metavar="NAME=RUN[,RUN...]", help="the baseline first, then the methods")

@@ -214,6 +214,8 @@ def _compare(args: argparse.Namespace, extra: list[str]) -> int:
         raise ValueError(f"unrecognized arguments: {' '.join(extra)}")
     if not files:
         raise ValueError("give results files to collect, or --run --data DIR")
+    if args.json and Path(args.json).resolve() in {Path(f).resolve() for f in files}:
+        raise ValueError(f"--json {args.json} is one of the results files read: it would be overwritten")
     records = T.read_results(files)
     print(T.compare_table(records))
     if args.no_paired:

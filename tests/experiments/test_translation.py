@@ -94,6 +94,9 @@ def test_compare_table_mean_and_sample_std(tmp_path):
     assert "(no paired comparison: none, seed 1: its run saved no token scores" in result.stdout
     asked = _nmt("compare", str(a), str(b), "--baseline", "ls")
     assert asked.returncode == 2 and "saved no token scores" in asked.stderr
+    kept = b.read_text()
+    clobber = _nmt("compare", str(a), str(b), "--json", str(b))
+    assert clobber.returncode == 2 and "is one of the results files read" in clobber.stderr and b.read_text() == kept
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"bleu": 1}\n')
     assert _nmt("compare", str(bad)).stderr.strip() == f"error: {bad}:1: a result needs 'criterion' and 'bleu'"
